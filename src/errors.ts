@@ -1,0 +1,31 @@
+/**
+ * Typed errors. Each carries the HTTP status and a short message a user can act on; the one
+ * error handler in src/http maps them to plain-text responses. Modules throw these instead of
+ * building responses, so the protocol layer stays free of HTTP concerns.
+ */
+export class IiifError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'IiifError';
+  }
+}
+
+/** A request we understand but whose parameters are malformed or out of range. */
+export const badRequest = (message: string): IiifError => new IiifError(400, 'IIIF_BAD_REQUEST', message);
+
+/** No image with that identifier, or a path we will not serve. */
+export const notFound = (message: string): IiifError => new IiifError(404, 'IIIF_NOT_FOUND', message);
+
+/** A source image we refuse to decode (too many pixels: a decompression bomb or just too big). */
+export const sourceTooLarge = (message: string): IiifError => new IiifError(413, 'IIIF_SOURCE_TOO_LARGE', message);
+
+/**
+ * A source file that exists but cannot be decoded as an image (unknown format, truncated or
+ * corrupt bytes). 422: the request is fine, the stored image is not, and retrying will not help.
+ */
+export const undecodableSource = (message: string): IiifError =>
+  new IiifError(422, 'IIIF_UNDECODABLE_SOURCE', message);

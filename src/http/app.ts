@@ -1,0 +1,41 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Config } from '../config.js';
+import { Images } from '../image/images.js';
+import type { ImageSource } from '../source/source.js';
+import { registerErrorHandling } from './errors.js';
+import { registerIiifRoutes } from './iiif-routes.js';
+
+// A caller's X-Request-Id is reused in logs only when it is short and tame.
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export interface AppOptions {
+  config: Config;
+  source: ImageSource;
+  /** Defaults to JSON lines at config.logLevel; tests pass false. */
+  logger?: boolean;
+}
+
+export function buildApp({ config, source, logger = true }: AppOptions): FastifyInstance {
+  const app = Fastify({
+    logger: logger ? { level: config.logLevel } : false,
+    trustProxy: config.trustProxy,
+    // Every route has explicit GET and HEAD handlers; HEAD must not render pixels.
+    exposeHeadRoutes: false,
+    // Longer than the ALB's 60 s idle timeout, so the balancer closes idle connections first.
+    keepAliveTimeout: 72_000,
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const given = request.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  registerErrorHandling(app);
+  app.get('/health', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
+  registerIiifRoutes(app, new Images(source, config), config);
+  return app;
+}

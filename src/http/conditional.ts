@@ -1,0 +1,29 @@
+import { createHash } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+
+/** A strong entity tag from the parts that determine a response's bytes. */
+export function entityTag(...parts: string[]): string {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part).update('\u0000');
+  return `"${hash.digest('base64url').slice(0, 27)}"`;
+}
+
+/**
+ * Whether the client's cached copy is current (RFC 9110 §13.1): If-None-Match wins when present
+ * (weak comparison, `*` matches anything); otherwise If-Modified-Since against second-precision
+ * modification time.
+ */
+export function isNotModified(request: FastifyRequest, etag: string, lastModified: Date): boolean {
+  const ifNoneMatch = request.headers['if-none-match'];
+  if (ifNoneMatch !== undefined) {
+    const opaque = etag.replace(/^W\//, '');
+    return ifNoneMatch
+      .split(',')
+      .map((tag) => tag.trim().replace(/^W\//, ''))
+      .some((tag) => tag === '*' || tag === opaque);
+  }
+  const ifModifiedSince = request.headers['if-modified-since'];
+  if (ifModifiedSince === undefined) return false;
+  const since = Date.parse(ifModifiedSince);
+  return !Number.isNaN(since) && Math.floor(lastModified.getTime() / 1000) * 1000 <= since;
+}

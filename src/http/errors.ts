@@ -1,0 +1,31 @@
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { IiifError } from '../errors.js';
+
+/**
+ * The one place errors become responses: a status and a short plain-text reason. Our own
+ * IiifErrors carry both; fastify's client errors (bad URL encoding, oversized bodies) keep their
+ * 4xx; anything else is a bug, logged in full and answered with a bare 500.
+ */
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError | IiifError, request, reply) => {
+    if (error instanceof IiifError) {
+      if (error.statusCode >= 500) request.log.error({ err: error }, error.message);
+      return sendError(reply, error.statusCode, error.message);
+    }
+    const status = error.statusCode ?? 500;
+    if (status >= 400 && status < 500) return sendError(reply, status, error.message);
+    request.log.error({ err: error }, 'unhandled error');
+    return sendError(reply, 500, 'internal server error');
+  });
+
+  app.setNotFoundHandler((request, reply) => sendError(reply, 404, `no route for ${request.method} ${request.url.split('?')[0]}`));
+}
+
+export function sendError(reply: FastifyReply, status: number, message: string): FastifyReply {
+  return reply
+    .code(status)
+    .header('access-control-allow-origin', '*')
+    .header('cache-control', 'no-store')
+    .type('text/plain; charset=utf-8')
+    .send(`${message}\n`);
+}

@@ -1,0 +1,138 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config.js';
+import { buildInfo, CONTEXT, PROFILE, tileLayout } from '../iiif/info.js';
+import { parseImageRequest } from '../iiif/parse.js';
+import { MEDIA_TYPES, type ApiVersion } from '../iiif/request.js';
+import type { Images } from '../image/images.js';
+import { entityTag, isNotModified } from './conditional.js';
+import { parseIiifPath, type IiifTarget } from './iiif-path.js';
+import { publicRoot } from './public-url.js';
+
+// Bumped whenever rendering changes the bytes for the same request, so ETags change with it.
+const RENDERER_REVISION = '1';
+
+const VERSIONS: ApiVersion[] = [3, 2];
+
+/** GET and HEAD for /iiif/3/… (Image API 3.0) and /iiif/2/… (2.1), plus CORS preflight. */
+export function registerIiifRoutes(app: FastifyInstance, images: Images, config: Config): void {
+  for (const version of VERSIONS) {
+    const prefix = `/iiif/${version}/`;
+    app.route({
+      method: ['GET', 'HEAD'],
+      url: `${prefix}*`,
+      handler: (request, reply) => {
+        const rawPath = request.url.split('?')[0]!;
+        const target = parseIiifPath(rawPath.slice(prefix.length));
+        const context: RouteContext = { version, request, reply, images, config };
+        switch (target.kind) {
+          case 'base':
+            return redirectToInfo(context, target);
+          case 'info':
+            return sendInfo(context, target);
+          case 'image':
+            return sendImage(context, target);
+        }
+      },
+    });
+    app.options(`${prefix}*`, (_request, reply) =>
+      reply
+        .code(204)
+        .header('access-control-allow-origin', '*')
+        .header('access-control-allow-methods', 'GET, HEAD, OPTIONS')
+        .header('access-control-allow-headers', 'Accept, If-None-Match, If-Modified-Since')
+        .header('access-control-max-age', '86400')
+        .send(),
+    );
+  }
+}
+
+interface RouteContext {
+  version: ApiVersion;
+  request: FastifyRequest;
+  reply: FastifyReply;
+  images: Images;
+  config: Config;
+}
+
+/** {scheme}://{host}/iiif/{version}/{identifier, encoded} */
+function imageBaseUri({ version, request, config }: RouteContext, identifier: string): string {
+  return `${publicRoot(request, config.baseUrl)}/iiif/${version}/${encodeURIComponent(identifier)}`;
+}
+
+async function redirectToInfo(context: RouteContext, target: Extract<IiifTarget, { kind: 'base' }>) {
+  await context.images.resolve(target.identifier);
+  return context.reply
+    .code(303)
+    .header('access-control-allow-origin', '*')
+    .header('location', `${imageBaseUri(context, target.identifier)}/info.json`)
+    .send();
+}
+
+async function sendInfo(context: RouteContext, target: Extract<IiifTarget, { kind: 'info' }>) {
+  const { version, request, reply, images, config } = context;
+  const image = await images.resolve(target.identifier);
+  const info = buildInfo[version]({
+    id: imageBaseUri(context, target.identifier),
+    image: image.metadata,
+    layout: tileLayout(image.metadata, config.tileSize, config.limits),
+    limits: config.limits,
+  });
+  const body = JSON.stringify(info);
+  const jsonLd = prefersJsonLd(request.headers.accept);
+  const contentType = jsonLd
+    ? `application/ld+json;profile="${CONTEXT[version]}"`
+    : 'application/json';
+  const links = [`<${PROFILE[version]}>;rel="profile"`];
+  // The spec recommends pointing plain-JSON clients at the context, and forbids it for JSON-LD.
+  if (!jsonLd) links.push(`<${CONTEXT[version]}>;rel="http://www.w3.org/ns/json-ld#context";type="application/ld+json"`);
+  const etag = entityTag(body, contentType);
+  setCommonHeaders(reply, config, etag, image.source.lastModified)
+    .header('vary', 'Accept')
+    .header('link', links.join(', '));
+  if (isNotModified(request, etag, image.source.lastModified)) return reply.code(304).send();
+  reply.type(`${contentType}; charset=utf-8`);
+  return request.method === 'HEAD' ? reply.header('content-length', Buffer.byteLength(body)).send() : reply.send(body);
+}
+
+async function sendImage(context: RouteContext, target: Extract<IiifTarget, { kind: 'image' }>) {
+  const { version, request, reply, images, config } = context;
+  // Parse before touching the source: a malformed request is a 400 whether or not the image exists.
+  const parsed = parseImageRequest(version, target.region, target.size, target.rotation, target.qualityAndFormat);
+  const image = await images.resolve(target.identifier);
+  const plan = images.plan(version, parsed, image);
+  const etag = entityTag(RENDERER_REVISION, image.source.version, String(version), plan.canonical);
+  const canonicalUri = `${imageBaseUri(context, target.identifier)}/${plan.canonical}`;
+  setCommonHeaders(reply, config, etag, image.source.lastModified).header(
+    'link',
+    `<${PROFILE[version]}>;rel="profile", <${canonicalUri}>;rel="canonical"`,
+  );
+  if (isNotModified(request, etag, image.source.lastModified)) return reply.code(304).send();
+  reply.type(MEDIA_TYPES[plan.format]);
+  // HEAD answers from the plan alone: the headers are known without decoding a pixel.
+  if (request.method === 'HEAD') return reply.send();
+  const rendered = await images.render(image, plan);
+  return reply.header('x-iiif-source-level', String(rendered.level)).send(rendered.data);
+}
+
+function setCommonHeaders(reply: FastifyReply, config: Config, etag: string, lastModified: Date): FastifyReply {
+  return reply
+    .header('access-control-allow-origin', '*')
+    .header('cache-control', `public, max-age=${config.cacheMaxAge}`)
+    .header('etag', etag)
+    .header('last-modified', lastModified.toUTCString());
+}
+
+/** True when the Accept header ranks application/ld+json at least as high as plain JSON. */
+export function prefersJsonLd(accept: string | undefined): boolean {
+  if (!accept) return false;
+  let jsonLd = 0;
+  let json = 0;
+  for (const range of accept.split(',')) {
+    const [type = '', ...params] = range.split(';').map((part) => part.trim().toLowerCase());
+    const qParam = params.find((p) => p.startsWith('q='));
+    const q = qParam ? Number(qParam.slice(2)) || 0 : 1;
+    if (type === 'application/ld+json') jsonLd = Math.max(jsonLd, q);
+    if (type === 'application/json') json = Math.max(json, q);
+  }
+  return jsonLd > 0 && jsonLd >= json;
+}

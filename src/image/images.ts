@@ -1,0 +1,36 @@
+import type { Config } from '../config.js';
+import { planRender, type RenderPlan } from '../iiif/plan.js';
+import type { ApiVersion, ImageRequest } from '../iiif/request.js';
+import type { ImageSource, SourceRef } from '../source/source.js';
+import { MetadataReader, type ImageMetadata } from './metadata.js';
+import { render, type Rendered } from './render.js';
+
+export interface ResolvedImage {
+  source: SourceRef;
+  metadata: ImageMetadata;
+}
+
+/** The image pipeline behind the routes: identifier → source → metadata → plan → pixels. */
+export class Images {
+  private readonly metadata: MetadataReader;
+
+  constructor(
+    private readonly source: ImageSource,
+    private readonly config: Config,
+  ) {
+    this.metadata = new MetadataReader(config.maxInputPixels, config.metadataCacheEntries);
+  }
+
+  async resolve(identifier: string): Promise<ResolvedImage> {
+    const source = await this.source.resolve(identifier);
+    return { source, metadata: await this.metadata.read(source) };
+  }
+
+  plan(version: ApiVersion, request: ImageRequest, image: ResolvedImage): RenderPlan {
+    return planRender(version, request, image.metadata, this.config.limits);
+  }
+
+  render(image: ResolvedImage, plan: RenderPlan): Promise<Rendered> {
+    return render(image.source.path, image.metadata, plan, this.config.maxInputPixels);
+  }
+}

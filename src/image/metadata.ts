@@ -1,0 +1,76 @@
+import { LRUCache } from 'lru-cache';
+import sharp from 'sharp';
+import { sourceTooLarge, undecodableSource } from '../errors.js';
+import type { Dimensions } from '../iiif/plan.js';
+import type { SourceRef } from '../source/source.js';
+
+/** One resolution stored in the file: page 0 is the full image, later pages smaller copies. */
+export interface Level extends Dimensions {
+  page: number;
+}
+
+export interface ImageMetadata extends Dimensions {
+  /** Full-size first, then each smaller stored resolution (pyramidal TIFF pages), largest first. */
+  levels: Level[];
+  /** Whether EXIF orientation must be applied (width/height above are already oriented). */
+  autoOrient: boolean;
+}
+
+/**
+ * Reads image headers (never pixels) and remembers the answer per source version, so
+ * info.json and every tile of an image cost one probe.
+ */
+export class MetadataReader {
+  private readonly cache: LRUCache<string, Promise<ImageMetadata>>;
+
+  constructor(
+    private readonly maxInputPixels: number,
+    maxEntries: number,
+  ) {
+    this.cache = new LRUCache({ max: maxEntries });
+  }
+
+  read(source: SourceRef): Promise<ImageMetadata> {
+    const key = `${source.path}\u0000${source.version}`;
+    let pending = this.cache.get(key);
+    if (!pending) {
+      // Caching the promise makes concurrent first requests share one probe.
+      pending = probe(source.path, this.maxInputPixels);
+      this.cache.set(key, pending);
+      pending.catch(() => this.cache.delete(key));
+    }
+    return pending;
+  }
+}
+
+export async function probe(path: string, maxInputPixels: number): Promise<ImageMetadata> {
+  const meta = await sharp(path).metadata().catch((error: unknown) => {
+    throw undecodableSource(`the stored image cannot be read: ${describe(error)}`);
+  });
+  const { width, height } = meta.autoOrient;
+  if (!width || !height) throw undecodableSource('the stored image has no dimensions');
+  if (width * height > maxInputPixels) {
+    throw sourceTooLarge(
+      `the stored image is ${width}×${height} pixels, more than this server decodes (${maxInputPixels})`,
+    );
+  }
+  const autoOrient = (meta.orientation ?? 1) > 1;
+  const levels: Level[] = [{ width, height, page: 0 }];
+  // Pages of a pyramidal TIFF are reduced copies. Oriented images and other multi-page files
+  // (scanned documents, animations) are read from their first page only.
+  if (!autoOrient && meta.format === 'tiff' && (meta.pages ?? 1) > 1) {
+    for (let page = 1; page < (meta.pages ?? 1); page++) {
+      const level = await sharp(path, { page }).metadata().catch(() => undefined);
+      const last = levels[levels.length - 1]!;
+      if (!level?.width || !level.height || level.width >= last.width) break;
+      if (Math.abs(level.width / width - level.height / height) > 2 / Math.min(level.width, level.height)) break;
+      levels.push({ width: level.width, height: level.height, page });
+    }
+  }
+  return { width, height, levels, autoOrient };
+}
+
+export function describe(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split('\n')[0]!.slice(0, 200);
+}

@@ -1,0 +1,56 @@
+import { realpath, stat } from 'node:fs/promises';
+import { join, sep } from 'node:path';
+import { notFound } from '../errors.js';
+import { checkIdentifier, printable } from './identifier.js';
+import type { ImageSource, SourceRef } from './source.js';
+
+/** Tried in order when the identifier names no file as it is ("chart" → "chart.tif"). */
+const EXTENSIONS = ['.tif', '.tiff', '.jpg', '.jpeg', '.png', '.webp', '.gif', '.avif', '.jp2'];
+
+/**
+ * Serves files below one folder. The identifier is a path relative to the root; the resolved
+ * real path (symlinks followed) must stay inside the root's real path.
+ */
+export class FolderSource implements ImageSource {
+  private constructor(private readonly root: string) {}
+
+  /** Fails at start-up, with a message naming the setting, if the folder is not usable. */
+  static async open(root: string): Promise<FolderSource> {
+    let real: string;
+    try {
+      real = await realpath(root);
+    } catch {
+      throw new Error(`IIIF_FILE_ROOT "${root}" does not exist`);
+    }
+    if (!(await stat(real)).isDirectory()) throw new Error(`IIIF_FILE_ROOT "${root}" is not a folder`);
+    return new FolderSource(real);
+  }
+
+  async resolve(identifier: string): Promise<SourceRef> {
+    checkIdentifier(identifier);
+    for (const candidate of [identifier, ...EXTENSIONS.map((ext) => identifier + ext)]) {
+      const ref = await this.tryFile(identifier, join(this.root, candidate));
+      if (ref) return ref;
+    }
+    throw notFound(`no image with identifier "${printable(identifier)}"`);
+  }
+
+  private async tryFile(identifier: string, path: string): Promise<SourceRef | undefined> {
+    let real: string;
+    try {
+      real = await realpath(path);
+    } catch {
+      return undefined;
+    }
+    // A symlink may point anywhere; only what really lies under the root is served.
+    if (!real.startsWith(this.root + sep)) return undefined;
+    const info = await stat(real).catch(() => undefined);
+    if (!info?.isFile()) return undefined;
+    return {
+      identifier,
+      path: real,
+      version: `${Math.trunc(info.mtimeMs)}-${info.size}`,
+      lastModified: info.mtime,
+    };
+  }
+}
