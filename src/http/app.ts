@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
 import { Images } from '../image/images.js';
 import type { ImageSource } from '../source/source.js';
-import { registerErrorHandling } from './errors.js';
+import { registerErrorHandling, sendError } from './errors.js';
 import { registerIiifRoutes } from './iiif-routes.js';
 
 // A caller's X-Request-Id is reused in logs only when it is short and tame.
@@ -24,6 +24,8 @@ export function buildApp({ config, source, logger = true }: AppOptions): Fastify
     exposeHeadRoutes: false,
     // Longer than the ALB's 60 s idle timeout, so the balancer closes idle connections first.
     keepAliveTimeout: 72_000,
+    // Errors raised before routing (e.g. a malformed %-escape) get the same plain-text 400.
+    frameworkErrors: (error, _request, reply) => sendError(reply, 400, error.message),
     requestIdHeader: false,
     genReqId: (request) => {
       const given = request.headers['x-request-id'];

@@ -44,7 +44,8 @@ export class MetadataReader {
 }
 
 export async function probe(path: string, maxInputPixels: number): Promise<ImageMetadata> {
-  const meta = await sharp(path).metadata().catch((error: unknown) => {
+  // Headers only: safe for any declared size, so the limit is checked here with a clear message.
+  const meta = await sharp(path, { limitInputPixels: false }).metadata().catch((error: unknown) => {
     throw undecodableSource(`the stored image cannot be read: ${describe(error)}`);
   });
   const { width, height } = meta.autoOrient;
@@ -60,7 +61,7 @@ export async function probe(path: string, maxInputPixels: number): Promise<Image
   // (scanned documents, animations) are read from their first page only.
   if (!autoOrient && meta.format === 'tiff' && (meta.pages ?? 1) > 1) {
     for (let page = 1; page < (meta.pages ?? 1); page++) {
-      const level = await sharp(path, { page }).metadata().catch(() => undefined);
+      const level = await sharp(path, { page, limitInputPixels: false }).metadata().catch(() => undefined);
       const last = levels[levels.length - 1]!;
       if (!level?.width || !level.height || level.width >= last.width) break;
       if (Math.abs(level.width / width - level.height / height) > 2 / Math.min(level.width, level.height)) break;

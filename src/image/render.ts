@@ -74,10 +74,11 @@ export async function render(
 
 function applyQuality(image: Sharp, plan: RenderPlan): Sharp {
   switch (plan.quality) {
+    // 'b-w' makes the output single-channel (plus alpha), not three equal channels.
     case 'gray':
-      return image.grayscale();
+      return image.grayscale().toColourspace('b-w');
     case 'bitonal':
-      return image.threshold(128);
+      return image.threshold(128).toColourspace('b-w');
     default:
       return image.toColourspace('srgb');
   }

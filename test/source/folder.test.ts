@@ -1,0 +1,62 @@
+import { symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { IiifError } from '../../src/errors.js';
+import { FolderSource } from '../../src/source/folder.js';
+import { makeFixtures, type Fixtures } from '../fixtures.js';
+
+let fixtures: Fixtures;
+let source: FolderSource;
+
+beforeAll(async () => {
+  fixtures = await makeFixtures();
+  source = await FolderSource.open(fixtures.root);
+});
+
+async function statusOf(identifier: string): Promise<number | 'ok'> {
+  try {
+    await source.resolve(identifier);
+    return 'ok';
+  } catch (error) {
+    if (error instanceof IiifError) return error.statusCode;
+    throw error;
+  }
+}
+
+describe('folder source', () => {
+  it('resolves a path relative to the root, with a version from mtime and size', async () => {
+    const ref = await source.resolve('deep/dir/chart.png');
+    expect(ref.path).toBe(join(fixtures.root, 'deep', 'dir', 'chart.png'));
+    expect(ref.version).toMatch(/^\d+-\d+$/);
+  });
+
+  it('tries the usual extensions in order', async () => {
+    expect((await source.resolve('chart')).path.endsWith('chart.tif')).toBe(true);
+    expect((await source.resolve('quadrants')).path.endsWith('quadrants.png')).toBe(true);
+  });
+
+  it('changes the version when the file changes', async () => {
+    const path = join(fixtures.root, 'changing.png');
+    await writeFile(path, 'one');
+    const before = (await source.resolve('changing.png')).version;
+    await writeFile(path, 'three');
+    expect((await source.resolve('changing.png')).version).not.toBe(before);
+  });
+
+  it.each(['../outside/secret.png', '/etc/passwd', 'deep/../../outside/secret.png', 'a\u0000b', 'deep\\dir\\chart.png', 'deep//dir/chart.png', './quadrants.png', '', 'deep', 'escape.png'])(
+    'refuses %j with 404',
+    async (identifier) => {
+      expect(await statusOf(identifier)).toBe(404);
+    },
+  );
+
+  it('follows symlinks that stay inside the root', async () => {
+    await symlink(join(fixtures.root, 'quadrants.png'), join(fixtures.root, 'alias.png'));
+    expect(await statusOf('alias.png')).toBe('ok');
+  });
+
+  it('refuses to open a root that does not exist or is a file', async () => {
+    await expect(FolderSource.open(join(fixtures.root, 'nope'))).rejects.toThrow(/IIIF_FILE_ROOT .* does not exist/);
+    await expect(FolderSource.open(join(fixtures.root, 'quadrants.png'))).rejects.toThrow(/is not a folder/);
+  });
+});
