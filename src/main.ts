@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from './config.js';
 import { buildApp } from './http/app.js';
+import { Metrics } from './metrics.js';
 import { FolderSource } from './source/folder.js';
 
 /**
@@ -8,8 +9,9 @@ import { FolderSource } from './source/folder.js';
  */
 async function main(): Promise<void> {
   const config = loadConfig();
+  const metrics = new Metrics();
   const source = await FolderSource.open(config.fileRoot);
-  const app = buildApp({ config, source });
+  const app = buildApp({ config, source, metrics });
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
 import { Images } from '../image/images.js';
+import { Metrics, type RouteKind } from '../metrics.js';
 import type { ImageSource } from '../source/source.js';
 import { registerErrorHandling, sendError } from './errors.js';
 import { registerIiifRoutes } from './iiif-routes.js';
@@ -12,11 +13,20 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export interface AppOptions {
   config: Config;
   source: ImageSource;
+  /** The process's metrics registry; a fresh one when omitted (tests). */
+  metrics?: Metrics;
   /** Defaults to JSON lines at config.logLevel; tests pass false. */
   logger?: boolean;
 }
 
-export function buildApp({ config, source, logger = true }: AppOptions): FastifyInstance {
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the IIIF routes once the path is understood; labels the latency histogram. */
+    routeKind: RouteKind;
+  }
+}
+
+export function buildApp({ config, source, metrics = new Metrics(), logger = true }: AppOptions): FastifyInstance {
   const app = Fastify({
     logger: logger ? { level: config.logLevel } : false,
     trustProxy: config.trustProxy,
@@ -32,12 +42,24 @@ export function buildApp({ config, source, logger = true }: AppOptions): Fastify
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
   });
+  app.decorateRequest('routeKind', 'other');
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    metrics.inFlight.inc();
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.inFlight.dec();
+    metrics.httpDuration.observe(
+      { route: request.routeKind, method: request.method, status_class: `${Math.floor(reply.statusCode / 100)}xx` },
+      reply.elapsedTime / 1000,
+    );
   });
 
   registerErrorHandling(app);
   app.get('/health', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
-  registerIiifRoutes(app, new Images(source, config), config);
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(metrics.registry.contentType).header('cache-control', 'no-store').send(await metrics.registry.metrics()),
+  );
+  registerIiifRoutes(app, new Images(source, config, metrics), config);
   return app;
 }

@@ -23,6 +23,7 @@ export function registerIiifRoutes(app: FastifyInstance, images: Images, config:
       handler: (request, reply) => {
         const rawPath = request.url.split('?')[0]!;
         const target = parseIiifPath(rawPath.slice(prefix.length));
+        if (target.kind !== 'base') request.routeKind = target.kind;
         const context: RouteContext = { version, request, reply, images, config };
         switch (target.kind) {
           case 'base':

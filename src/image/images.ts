@@ -1,6 +1,7 @@
 import type { Config } from '../config.js';
 import { planRender, type RenderPlan } from '../iiif/plan.js';
 import type { ApiVersion, ImageRequest } from '../iiif/request.js';
+import type { Metrics } from '../metrics.js';
 import type { ImageSource, SourceRef } from '../source/source.js';
 import { MetadataReader, type ImageMetadata } from './metadata.js';
 import { render, type Rendered } from './render.js';
@@ -17,6 +18,7 @@ export class Images {
   constructor(
     private readonly source: ImageSource,
     private readonly config: Config,
+    private readonly metrics: Metrics,
   ) {
     this.metadata = new MetadataReader(config.maxInputPixels, config.metadataCacheEntries);
   }
@@ -30,7 +32,12 @@ export class Images {
     return planRender(version, request, image.metadata, this.config.limits);
   }
 
-  render(image: ResolvedImage, plan: RenderPlan): Promise<Rendered> {
-    return render(image.source.path, image.metadata, plan, this.config.maxInputPixels);
+  async render(image: ResolvedImage, plan: RenderPlan): Promise<Rendered> {
+    const done = this.metrics.renderSeconds.startTimer({ format: plan.format });
+    try {
+      return await render(image.source.path, image.metadata, plan, this.config.maxInputPixels);
+    } finally {
+      done();
+    }
   }
 }
