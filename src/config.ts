@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defaultSampleFolder } from './paths.js';
 import type { OutputLimits } from './iiif/request.js';
 
@@ -17,6 +18,24 @@ export interface Config {
   cacheMaxAge: number;
   /** How many probed images (dimensions, pyramid levels) to keep in memory. */
   metadataCacheEntries: number;
+  /** Rendered results kept in memory, in bytes, and the largest single result kept. */
+  resultCacheBytes: number;
+  resultCacheMaxItemBytes: number;
+  /** Admission control: the cheap (tile-sized) and expensive (large render) lanes. */
+  renderConcurrency: number;
+  renderQueue: number;
+  largeRenderConcurrency: number;
+  largeRenderQueue: number;
+  /** Longest a render may wait for a slot before the request is answered 503. */
+  queueTimeoutMs: number;
+  /** Output pixels above which a render goes to the expensive lane. */
+  largeRenderPixels: number;
+  /** Estimated memory one render may need; a request needing more is refused with 413. */
+  renderMemoryBytes: number;
+  /** libvips threads per sharp pipeline (parallelism comes from concurrent requests). */
+  sharpConcurrency: number;
+  /** libvips operation cache in MiB (0 turns it off). */
+  sharpCacheMb: number;
 }
 
 export class ConfigError extends Error {
@@ -56,6 +75,18 @@ export function loadConfig(env: Env = process.env): Config {
     tileSize: read.integer('IIIF_TILE_SIZE', 256, 64, 4096),
     cacheMaxAge: read.integer('IIIF_CACHE_MAX_AGE', 86_400, 0, 31_536_000),
     metadataCacheEntries: read.integer('IIIF_METADATA_CACHE_ENTRIES', 10_000, 1, 10_000_000),
+    resultCacheBytes: read.integer('IIIF_RESULT_CACHE_BYTES', 128 * 1024 * 1024, 0, 64 * 1024 ** 3),
+    resultCacheMaxItemBytes: read.integer('IIIF_RESULT_CACHE_MAX_ITEM_BYTES', 1024 * 1024, 1, 1024 ** 3),
+    // One render per core keeps the CPU busy; a few more cover the I/O waits between them.
+    renderConcurrency: read.integer('IIIF_RENDER_CONCURRENCY', availableParallelism() * 2, 1, 1024),
+    renderQueue: read.integer('IIIF_RENDER_QUEUE', 256, 0, 100_000),
+    largeRenderConcurrency: read.integer('IIIF_LARGE_RENDER_CONCURRENCY', 1, 1, 1024),
+    largeRenderQueue: read.integer('IIIF_LARGE_RENDER_QUEUE', 8, 0, 100_000),
+    queueTimeoutMs: read.integer('IIIF_QUEUE_TIMEOUT_MS', 10_000, 1, 600_000),
+    largeRenderPixels: read.integer('IIIF_LARGE_RENDER_PIXELS', 1024 * 1024, 1, 1_000_000_000_000),
+    renderMemoryBytes: read.integer('IIIF_RENDER_MEMORY_BYTES', 1024 ** 3, 1024 * 1024, 1024 ** 4),
+    sharpConcurrency: read.integer('IIIF_SHARP_CONCURRENCY', 1, 0, 1024),
+    sharpCacheMb: read.integer('IIIF_SHARP_CACHE_MB', 64, 0, 65_536),
   };
   if (config.tileSize > Math.min(config.limits.maxWidth, config.limits.maxHeight)) {
     problems.push(`IIIF_TILE_SIZE (${config.tileSize}) must not exceed IIIF_MAX_WIDTH and IIIF_MAX_HEIGHT`);

@@ -8,6 +8,8 @@ export class IiifError extends Error {
     readonly statusCode: number,
     readonly code: string,
     message: string,
+    /** Extra response headers, e.g. Retry-After on a 503. */
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
     this.name = 'IiifError';
@@ -29,3 +31,10 @@ export const sourceTooLarge = (message: string): IiifError => new IiifError(413,
  */
 export const undecodableSource = (message: string): IiifError =>
   new IiifError(422, 'IIIF_UNDECODABLE_SOURCE', message);
+
+/** The request needs more memory than one render may use: it will never fit, so do not retry. */
+export const renderTooLarge = (message: string): IiifError => new IiifError(413, 'IIIF_RENDER_TOO_LARGE', message);
+
+/** Saturated: the client should come back after `retryAfterSeconds`. */
+export const overloaded = (message: string, retryAfterSeconds: number): IiifError =>
+  new IiifError(503, 'IIIF_OVERLOADED', message, { 'retry-after': String(retryAfterSeconds) });

@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from './config.js';
 import { buildApp } from './http/app.js';
+import { configureSharp } from './image/sharp-setup.js';
 import { Metrics } from './metrics.js';
 import { FolderSource } from './source/folder.js';
 
@@ -9,6 +10,7 @@ import { FolderSource } from './source/folder.js';
  */
 async function main(): Promise<void> {
   const config = loadConfig();
+  configureSharp(config);
   const metrics = new Metrics();
   const source = await FolderSource.open(config.fileRoot);
   const app = buildApp({ config, source, metrics });

@@ -53,6 +53,19 @@ export function pngBomb(width: number, height: number): Buffer {
   ]);
 }
 
+/** The colour gradient.tif has at full-resolution pixel (x, y): red grows rightwards, green downwards. */
+export function gradientColour(x: number, y: number): number[] {
+  return [Math.round((x * 255) / 1999), Math.round((y * 255) / 1499), 128];
+}
+
+function gradient(width: number, height: number): Buffer {
+  const pixels = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) pixels.set(gradientColour(x, y), (y * width + x) * 3);
+  }
+  return pixels;
+}
+
 export interface Fixtures {
   root: string;
   /** A folder beside the root, for symlinks that point out. */
@@ -66,6 +79,7 @@ export interface Fixtures {
  *   deep/dir/chart.png   the chart in a sub-folder (identifier "deep/dir/chart.png")
  *   chart.tif            the chart found by extension fallback (identifier "chart")
  *   pyramid.tif          2048×1536 tiled pyramid with 4 levels
+ *   gradient.tif         2000×1500 tiled JPEG pyramid whose colour encodes position (see gradientColour)
  *   rotated.jpg          viewed as 200×100 blue|red, stored sideways with EXIF orientation 6
  *   alpha.png            100×100 fully transparent left half, opaque blue right half
  *   bomb.png             header says 60000×60000
@@ -91,6 +105,9 @@ export async function makeFixtures(): Promise<Fixtures> {
     .resize(2048, 1536, { fit: 'fill' })
     .tiff({ tile: true, tileWidth: 256, tileHeight: 256, pyramid: true, compression: 'jpeg', quality: 95 })
     .toFile(join(root, 'pyramid.tif'));
+  await sharp(gradient(2000, 1500), { raw: { width: 2000, height: 1500, channels: 3 } })
+    .tiff({ tile: true, tileWidth: 256, tileHeight: 256, pyramid: true, compression: 'jpeg', quality: 95 })
+    .toFile(join(root, 'gradient.tif'));
   // Stored 100 wide and 200 high, red over blue; orientation 6 means "rotate 90° clockwise to
   // view", so a viewer sees 200×100 with blue on the left and red on the right.
   const sideways = await sharp({ create: { width: 100, height: 200, channels: 3, background: '#f00' } })

@@ -9,7 +9,9 @@ import { IiifError } from '../errors.js';
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | IiifError, request, reply) => {
     if (error instanceof IiifError) {
-      if (error.statusCode >= 500) request.log.error({ err: error }, error.message);
+      // Overload (503) is expected under load and counted in metrics; only other 5xx are news.
+      if (error.statusCode >= 500 && error.statusCode !== 503) request.log.error({ err: error }, error.message);
+      reply.headers(error.headers);
       return sendError(reply, error.statusCode, error.message);
     }
     const status = error.statusCode ?? 500;

@@ -112,7 +112,10 @@ async function sendImage(context: RouteContext, target: Extract<IiifTarget, { ki
   // HEAD answers from the plan alone: the headers are known without decoding a pixel.
   if (request.method === 'HEAD') return reply.send();
   const rendered = await images.render(image, plan);
-  return reply.header('x-iiif-source-level', String(rendered.level)).send(rendered.data);
+  return reply
+    .header('x-iiif-source-level', String(rendered.level))
+    .header('x-iiif-render', `${rendered.method}; cache=${rendered.cache}`)
+    .send(rendered.data);
 }
 
 function setCommonHeaders(reply: FastifyReply, config: Config, etag: string, lastModified: Date): FastifyReply {

@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import { sourceTooLarge, undecodableSource } from '../errors.js';
 import type { Dimensions } from '../iiif/plan.js';
 import type { SourceRef } from '../source/source.js';
+import { readTiffLayout, type TiffPage } from './tiff-layout.js';
 
 /** One resolution stored in the file: page 0 is the full image, later pages smaller copies. */
 export interface Level extends Dimensions {
@@ -14,6 +15,8 @@ export interface ImageMetadata extends Dimensions {
   levels: Level[];
   /** Whether EXIF orientation must be applied (width/height above are already oriented). */
   autoOrient: boolean;
+  /** The tile layout of a tiled TIFF, for sending stored JPEG tiles as they are. */
+  tiffPages: TiffPage[] | undefined;
 }
 
 /**
@@ -68,7 +71,8 @@ export async function probe(path: string, maxInputPixels: number): Promise<Image
       levels.push({ width: level.width, height: level.height, page });
     }
   }
-  return { width, height, levels, autoOrient };
+  const tiffPages = !autoOrient && meta.format === 'tiff' ? await readTiffLayout(path) : undefined;
+  return { width, height, levels, autoOrient, tiffPages };
 }
 
 export function describe(error: unknown): string {

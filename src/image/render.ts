@@ -18,7 +18,7 @@ export interface Rendered {
  * The smallest stored level that still has at least as many pixels as the output needs, so
  * a zoomed-out tile decodes a small page instead of the full image.
  */
-export function chooseLevel(metadata: ImageMetadata, plan: Pick<RenderPlan, 'region' | 'width' | 'height'>): Level {
+export function chooseLevel(metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels'>, plan: Pick<RenderPlan, 'region' | 'width' | 'height'>): Level {
   const needX = plan.width / plan.region.width;
   const needY = plan.height / plan.region.height;
   let chosen = metadata.levels[0]!;
@@ -45,7 +45,7 @@ export function regionAtLevel(region: Rect, full: { width: number; height: numbe
  */
 export async function render(
   path: string,
-  metadata: ImageMetadata,
+  metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels' | 'autoOrient'>,
   plan: RenderPlan,
   maxInputPixels: number,
 ): Promise<Rendered> {
@@ -55,7 +55,10 @@ export async function render(
 
   let image = sharp(path, { page: level.page, limitInputPixels: maxInputPixels });
   if (metadata.autoOrient) image = image.autoOrient();
-  image = image.extract({ left: region.x, top: region.y, width: region.width, height: region.height });
+  // Without an extract sharp can shrink JPEG and WebP while decoding (shrink-on-load).
+  if (region.width !== level.width || region.height !== level.height) {
+    image = image.extract({ left: region.x, top: region.y, width: region.width, height: region.height });
+  }
   if (region.width !== plan.width || region.height !== plan.height) {
     image = image.resize(plan.width, plan.height, { fit: 'fill' });
   }

@@ -1,0 +1,201 @@
+import { open, type FileHandle } from 'node:fs/promises';
+
+/** Where one page's tiles lie in a tiled TIFF, as far as stored-tile pass-through needs it. */
+export interface TiffPage {
+  width: number;
+  height: number;
+  tileWidth: number;
+  tileHeight: number;
+  /** 7 = JPEG ("new-style"). */
+  compression: number;
+  /** 6 = YCbCr, 1 = grey (min-is-black), 2 = RGB. */
+  photometric: number;
+  samplesPerPixel: number;
+  bitsPerSample: number;
+  planarConfig: number;
+  tileOffsets: number[];
+  tileByteCounts: number[];
+  /** Quantisation and Huffman tables shared by every tile of the page (an abbreviated JPEG stream). */
+  jpegTables: Buffer | undefined;
+  /**
+   * Whether a JPEG decoder reads the tiles' colours right on its own. YCbCr and grey are JPEG's
+   * defaults; RGB tiles (libvips writes them at quality ≥ 90) are only when each carries an
+   * Adobe marker saying "no colour transform".
+   */
+  tilesSelfDescribing: boolean;
+}
+
+const TAG = {
+  width: 256,
+  height: 257,
+  bitsPerSample: 258,
+  compression: 259,
+  photometric: 262,
+  samplesPerPixel: 277,
+  planarConfig: 284,
+  tileWidth: 322,
+  tileHeight: 323,
+  tileOffsets: 324,
+  tileByteCounts: 325,
+  jpegTables: 347,
+} as const;
+
+const TYPE_SIZE: Record<number, number> = { 1: 1, 2: 1, 3: 2, 4: 4, 7: 1, 16: 8 };
+// A hostile file cannot make us read much: bounded pages, entries and array lengths.
+const MAX_PAGES = 64;
+const MAX_ENTRIES = 1024;
+const MAX_VALUES = 4_000_000;
+
+/**
+ * Reads the page structure of a classic (non-Big) TIFF: tile grids, tile offsets and JPEG
+ * tables. Returns undefined for anything it does not fully understand — the caller then simply
+ * renders through sharp — so a malformed file can never make this throw.
+ */
+export async function readTiffLayout(path: string): Promise<TiffPage[] | undefined> {
+  let file: FileHandle | undefined;
+  try {
+    file = await open(path, 'r');
+    const size = (await file.stat()).size;
+    const reader = new Reader(file, size);
+    const header = await reader.bytes(0, 8);
+    const order = header.toString('latin1', 0, 2);
+    if (order !== 'II' && order !== 'MM') return undefined;
+    reader.littleEndian = order === 'II';
+    if (reader.u16(header, 2) !== 42) return undefined;
+    const pages: TiffPage[] = [];
+    const seen = new Set<number>();
+    let offset = reader.u32(header, 4);
+    while (offset !== 0 && pages.length < MAX_PAGES && !seen.has(offset)) {
+      seen.add(offset);
+      const { page, next } = await reader.page(offset);
+      if (!page) return pages.length > 0 ? pages : undefined;
+      pages.push(page);
+      offset = next;
+    }
+    return pages;
+  } catch {
+    return undefined;
+  } finally {
+    await file?.close();
+  }
+}
+
+/** The stored bytes of one tile, made into a complete JPEG by joining the page's tables to it. */
+export async function readJpegTile(path: string, page: TiffPage, index: number): Promise<Buffer> {
+  const file = await open(path, 'r');
+  try {
+    const length = page.tileByteCounts[index]!;
+    const tile = Buffer.allocUnsafe(length);
+    const { bytesRead } = await file.read(tile, 0, length, page.tileOffsets[index]!);
+    if (bytesRead !== length) throw new Error('the stored tile is truncated');
+    if (!page.jpegTables) return tile;
+    // Tables: SOI … EOI; tile: SOI … EOI. Drop the tables' EOI and the tile's SOI.
+    return Buffer.concat([page.jpegTables.subarray(0, -2), tile.subarray(2)]);
+  } finally {
+    await file.close();
+  }
+}
+
+class Reader {
+  littleEndian = true;
+
+  constructor(
+    private readonly file: FileHandle,
+    private readonly size: number,
+  ) {}
+
+  async bytes(offset: number, length: number): Promise<Buffer> {
+    if (offset < 0 || length < 0 || offset + length > this.size) throw new RangeError('outside the file');
+    const buffer = Buffer.alloc(length);
+    await this.file.read(buffer, 0, length, offset);
+    return buffer;
+  }
+
+  u16(buffer: Buffer, at: number): number {
+    return this.littleEndian ? buffer.readUInt16LE(at) : buffer.readUInt16BE(at);
+  }
+
+  u32(buffer: Buffer, at: number): number {
+    return this.littleEndian ? buffer.readUInt32LE(at) : buffer.readUInt32BE(at);
+  }
+
+  async page(offset: number): Promise<{ page: TiffPage | undefined; next: number }> {
+    const count = this.u16(await this.bytes(offset, 2), 0);
+    if (count > MAX_ENTRIES) throw new RangeError('too many IFD entries');
+    const table = await this.bytes(offset + 2, count * 12 + 4);
+    const next = this.u32(table, count * 12);
+    const values = new Map<number, number[]>();
+    let jpegTables: Buffer | undefined;
+    for (let i = 0; i < count; i++) {
+      const entry = i * 12;
+      const tag = this.u16(table, entry);
+      const type = this.u16(table, entry + 2);
+      const n = this.u32(table, entry + 4);
+      if (!Object.values(TAG).includes(tag as never)) continue;
+      const width = TYPE_SIZE[type];
+      if (!width || n > MAX_VALUES) continue;
+      const inline = width * n <= 4;
+      const data = inline ? table.subarray(entry + 8, entry + 12) : await this.bytes(this.u32(table, entry + 8), width * n);
+      if (tag === TAG.jpegTables) {
+        jpegTables = Buffer.from(data.subarray(0, n));
+        continue;
+      }
+      values.set(tag, this.numbers(data, type, n));
+    }
+    const one = (tag: number, fallback?: number) => values.get(tag)?.[0] ?? fallback;
+    const width = one(TAG.width);
+    const height = one(TAG.height);
+    const tileWidth = one(TAG.tileWidth);
+    const tileHeight = one(TAG.tileHeight);
+    const tileOffsets = values.get(TAG.tileOffsets);
+    const tileByteCounts = values.get(TAG.tileByteCounts);
+    if (!width || !height || !tileWidth || !tileHeight || !tileOffsets || !tileByteCounts) {
+      return { page: undefined, next };
+    }
+    const tiles = Math.ceil(width / tileWidth) * Math.ceil(height / tileHeight);
+    const planarConfig = one(TAG.planarConfig, 1)!;
+    if (planarConfig !== 1 || tileOffsets.length !== tiles || tileByteCounts.length !== tiles) {
+      return { page: undefined, next };
+    }
+    if (tileOffsets.some((start, i) => start + tileByteCounts[i]! > this.size)) return { page: undefined, next };
+    const photometric = one(TAG.photometric, -1)!;
+    return {
+      page: {
+        width,
+        height,
+        tileWidth,
+        tileHeight,
+        compression: one(TAG.compression, 1)!,
+        photometric,
+        samplesPerPixel: one(TAG.samplesPerPixel, 1)!,
+        bitsPerSample: one(TAG.bitsPerSample, 1)!,
+        planarConfig,
+        tileOffsets,
+        tileByteCounts,
+        jpegTables,
+        tilesSelfDescribing: photometric !== 2 || (await this.startsWithAdobeNoTransform(tileOffsets[0]!, tileByteCounts[0]!)),
+      },
+      next,
+    };
+  }
+
+  /** SOI, then APP14 "Adobe" with transform flag 0 (RGB stored as RGB). */
+  private async startsWithAdobeNoTransform(offset: number, length: number): Promise<boolean> {
+    if (length < 18) return false;
+    const head = await this.bytes(offset, 18);
+    return (
+      head.readUInt16BE(0) === 0xffd8 && head.readUInt16BE(2) === 0xffee && head.toString('latin1', 6, 11) === 'Adobe' && head[17] === 0
+    );
+  }
+
+  private numbers(data: Buffer, type: number, n: number): number[] {
+    const out = new Array<number>(n);
+    for (let i = 0; i < n; i++) {
+      if (type === 3) out[i] = this.u16(data, i * 2);
+      else if (type === 4) out[i] = this.u32(data, i * 4);
+      else if (type === 16) out[i] = Number(this.littleEndian ? data.readBigUInt64LE(i * 8) : data.readBigUInt64BE(i * 8));
+      else out[i] = data[i]!;
+    }
+    return out;
+  }
+}

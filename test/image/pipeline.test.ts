@@ -1,0 +1,144 @@
+import type { FastifyInstance } from 'fastify';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gradientColour, makeFixtures, near, pixel } from '../fixtures.js';
+import { appFor } from '../http/helpers.js';
+
+let root: string;
+let app: FastifyInstance;
+beforeAll(async () => {
+  ({ root } = await makeFixtures());
+  app = await appFor(root);
+});
+afterAll(() => app.close());
+
+const get = (url: string) => app.inject({ url });
+
+describe('stored-tile pass-through', () => {
+  it('sends an aligned full tile of a stored level as the stored JPEG, with the right pixels', async () => {
+    // Scale factor 2 (level 1), column 1, row 1: full-resolution region 512,512,512,512.
+    const response = await get('/iiif/3/gradient.tif/512,512,512,512/256,256/0/default.jpg');
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['x-iiif-render']).toMatch(/^passthrough/);
+    expect(response.headers['x-iiif-source-level']).toBe('1');
+    const meta = await sharp(response.rawPayload).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['jpeg', 256, 256]);
+    // Centre of the tile is full-resolution (768, 768).
+    expect(near(await pixel(response.rawPayload, 128, 128), gradientColour(768, 768), 8)).toBe(true);
+    // Same pixels as the sharp path gives for the same region (asked as PNG, so not passed through).
+    const rendered = await get('/iiif/3/gradient.tif/512,512,512,512/256,256/0/default.png');
+    expect(rendered.headers['x-iiif-render']).toMatch(/^sharp/);
+    for (const [x, y] of [[10, 10], [128, 128], [250, 200]] as const) {
+      expect(near(await pixel(response.rawPayload, x, y), await pixel(rendered.rawPayload, x, y), 10)).toBe(true);
+    }
+  });
+
+  it('works with 2.1 tile syntax (w,) and at full resolution', async () => {
+    const response = await get('/iiif/2/gradient.tif/256,0,256,256/256,/0/default.jpg');
+    expect(response.headers['x-iiif-render']).toMatch(/^passthrough/);
+    expect(response.headers['x-iiif-source-level']).toBe('0');
+    expect(near(await pixel(response.rawPayload, 128, 128), gradientColour(384, 128), 8)).toBe(true);
+  });
+
+  it.each([
+    ['an edge tile (the stored tile is padded)', '/iiif/3/gradient.tif/1792,0,208,256/208,256/0/default.jpg'],
+    ['a misaligned region', '/iiif/3/gradient.tif/100,0,256,256/256,256/0/default.jpg'],
+    ['another output format', '/iiif/3/gradient.tif/0,0,256,256/256,256/0/default.webp'],
+    ['gray quality', '/iiif/3/gradient.tif/0,0,256,256/256,256/0/gray.jpg'],
+    ['a rotation', '/iiif/3/gradient.tif/0,0,256,256/256,256/90/default.jpg'],
+    ['a mirror', '/iiif/3/gradient.tif/0,0,256,256/256,256/!0/default.jpg'],
+    ['a non-tile output size', '/iiif/3/gradient.tif/0,0,512,512/200,200/0/default.jpg'],
+    ['a strip TIFF', '/iiif/3/chart.tif/0,0,256,100/256,100/0/default.jpg'],
+  ])('renders %s through sharp', async (_name, url) => {
+    const response = await get(url);
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['x-iiif-render']).toMatch(/^sharp/);
+  });
+
+  it('an edge tile rendered through sharp has the right size and content', async () => {
+    const response = await get('/iiif/3/gradient.tif/1792,1280,208,220/208,220/0/default.jpg');
+    const meta = await sharp(response.rawPayload).metadata();
+    expect([meta.width, meta.height]).toEqual([208, 220]);
+    expect(near(await pixel(response.rawPayload, 104, 110), gradientColour(1896, 1390), 8)).toBe(true);
+  });
+});
+
+describe('result cache', () => {
+  it('a repeated request is served from memory without rendering again', async () => {
+    const url = '/iiif/3/gradient.tif/pct:10,10,20,20/150,/0/default.webp';
+    const first = await get(url);
+    const second = await get(url);
+    expect(first.headers['x-iiif-render']).toBe('sharp; cache=miss');
+    expect(second.headers['x-iiif-render']).toBe('sharp; cache=hit');
+    expect(second.rawPayload.equals(first.rawPayload)).toBe(true);
+  });
+
+  it('concurrent identical requests render once', async () => {
+    const url = '/iiif/3/gradient.tif/full/!400,400/33/default.png';
+    const responses = await Promise.all(Array.from({ length: 10 }, () => get(url)));
+    const outcomes = responses.map((r) => r.headers['x-iiif-render']);
+    expect(outcomes.filter((o) => o === 'sharp; cache=miss')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'sharp; cache=shared')).toHaveLength(9);
+    const metrics = (await get('/metrics')).body;
+    expect(metrics).toMatch(/iiif_result_cache_lookups_total\{result="shared"\} 9/);
+    expect(metrics).toMatch(/^iiif_result_cache_bytes [1-9]\d*$/m);
+  });
+
+  it('a changed source is rendered again (the key carries the source version)', async () => {
+    const { writeFile } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const path = join(root, 'changing.png');
+    await sharp({ create: { width: 64, height: 64, channels: 3, background: '#f00' } }).png().toFile(path);
+    const before = await get('/iiif/3/changing.png/full/max/0/default.png');
+    await writeFile(path, await sharp({ create: { width: 64, height: 64, channels: 3, background: '#00f' } }).png().toBuffer());
+    // Change the mtime for sure: same-second writes would otherwise keep the version.
+    const { utimes } = await import('node:fs/promises');
+    await utimes(path, new Date(), new Date(Date.now() + 5000));
+    const after = await get('/iiif/3/changing.png/full/max/0/default.png');
+    expect(near(await pixel(before.rawPayload, 5, 5), [255, 0, 0])).toBe(true);
+    expect(near(await pixel(after.rawPayload, 5, 5), [0, 0, 255])).toBe(true);
+    expect(after.headers.etag).not.toBe(before.headers.etag);
+  });
+});
+
+describe('memory budget and lanes', () => {
+  it('refuses at once (413) a request that could never fit the render memory budget', async () => {
+    const small = await appFor(root, { IIIF_RENDER_MEMORY_BYTES: String(8 * 1024 * 1024) });
+    try {
+      const response = await small.inject({ url: '/iiif/3/gradient.tif/full/max/0/default.jpg' });
+      expect(response.statusCode).toBe(413);
+      expect(response.body).toMatch(/needs about \d+ MiB to render, more than the 8 MiB allowed/);
+      expect((await small.inject({ method: 'HEAD', url: '/iiif/3/gradient.tif/full/max/0/default.jpg' })).statusCode).toBe(413);
+      // A tile from a small level fits.
+      expect((await small.inject({ url: '/iiif/3/gradient.tif/full/250,/0/default.jpg' })).statusCode).toBe(200);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('a saturated large-render lane answers 503 with Retry-After while tiles still succeed', async () => {
+    const busy = await appFor(root, {
+      IIIF_LARGE_RENDER_CONCURRENCY: '1',
+      IIIF_LARGE_RENDER_QUEUE: '0',
+      IIIF_LARGE_RENDER_PIXELS: '100000',
+      IIIF_RESULT_CACHE_BYTES: '0',
+    });
+    try {
+      await busy.inject({ url: '/iiif/3/gradient.tif/info.json' }); // metadata cached: requests reach admission at once
+      const big = (angle: number) => busy.inject({ url: `/iiif/3/gradient.tif/full/^3000,/${angle}/default.png` });
+      const tile = busy.inject({ url: '/iiif/3/gradient.tif/0,0,512,512/256,256/0/default.png' });
+      const responses = await Promise.all([big(11), big(12), big(13), big(14)]);
+      const statuses = responses.map((r) => r.statusCode).sort();
+      expect(statuses[0]).toBe(200);
+      expect(statuses).toContain(503);
+      const rejected = responses.find((r) => r.statusCode === 503)!;
+      expect(rejected.headers['retry-after']).toBe('5');
+      expect(rejected.body).toMatch(/busy/);
+      expect((await tile).statusCode).toBe(200);
+      const metrics = (await busy.inject({ url: '/metrics' })).body;
+      expect(metrics).toMatch(/iiif_admission_rejections_total\{lane="expensive",reason="queue-full"\} [1-3]/);
+    } finally {
+      await busy.close();
+    }
+  });
+});
