@@ -7,7 +7,11 @@ export interface Config {
   port: number;
   host: string;
   logLevel: string;
+  /** One log line per request (fastify's request logging). */
+  accessLog: boolean;
   fileRoot: string;
+  /** How long a resolved identifier is trusted before the file is looked at again. */
+  sourceRecheckMs: number;
   /** Public base URL (scheme, host, optional path prefix) used for `id`; no trailing slash. */
   baseUrl: string | undefined;
   trustProxy: boolean;
@@ -62,7 +66,9 @@ export function loadConfig(env: Env = process.env): Config {
     port: read.integer('PORT', 3000, 0, 65_535),
     host: read.string('HOST', '0.0.0.0'),
     logLevel: read.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
+    accessLog: read.boolean('IIIF_ACCESS_LOG', true),
     fileRoot: read.string('IIIF_FILE_ROOT', defaultSampleFolder()),
+    sourceRecheckMs: read.integer('IIIF_SOURCE_RECHECK_MS', 1000, 0, 3_600_000),
     baseUrl: read.baseUrl('IIIF_BASE_URL'),
     trustProxy: read.boolean('IIIF_TRUST_PROXY', false),
     limits: {

@@ -12,7 +12,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
   configureSharp(config);
   const metrics = new Metrics();
-  const source = await FolderSource.open(config.fileRoot);
+  const source = await FolderSource.open(config.fileRoot, config.sourceRecheckMs);
   const app = buildApp({ config, source, metrics });
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();

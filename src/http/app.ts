@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
 import { Images } from '../image/images.js';
 import { Metrics, type RouteKind } from '../metrics.js';
@@ -29,6 +29,7 @@ declare module 'fastify' {
 export function buildApp({ config, source, metrics = new Metrics(), logger = true }: AppOptions): FastifyInstance {
   const app = Fastify({
     logger: logger ? { level: config.logLevel } : false,
+    logController: new LogController({ disableRequestLogging: !config.accessLog }),
     trustProxy: config.trustProxy,
     // Every route has explicit GET and HEAD handlers; HEAD must not render pixels.
     exposeHeadRoutes: false,

@@ -9,7 +9,7 @@ import { Admission, type Lane } from './admission.js';
 import { MetadataReader, type ImageMetadata } from './metadata.js';
 import { findStoredTile } from './passthrough.js';
 import { chooseLevel, regionAtLevel, render } from './render.js';
-import { readJpegTile } from './tiff-layout.js';
+import { TileReader } from './tile-reader.js';
 
 export interface ResolvedImage {
   source: SourceRef;
@@ -31,6 +31,7 @@ export class Images {
   private readonly metadata: MetadataReader;
   private readonly results: ResultCache;
   private readonly admission: Admission;
+  private readonly tiles = new TileReader(64);
 
   constructor(
     private readonly source: ImageSource,
@@ -77,7 +78,7 @@ export class Images {
     return this.results.get(key, async () => {
       const stored = findStoredTile(plan, metadata, metadata.tiffPages);
       if (stored) {
-        const data = await readJpegTile(source.path, metadata.tiffPages![stored.page]!, stored.index);
+        const data = await this.tiles.read(source.path, source.version, metadata.tiffPages![stored.page]!, stored.index);
         return { data, level: stored.page, method: 'passthrough' };
       }
       return this.admission.run(plan.lane, async () => {

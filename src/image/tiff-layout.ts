@@ -80,22 +80,6 @@ export async function readTiffLayout(path: string): Promise<TiffPage[] | undefin
   }
 }
 
-/** The stored bytes of one tile, made into a complete JPEG by joining the page's tables to it. */
-export async function readJpegTile(path: string, page: TiffPage, index: number): Promise<Buffer> {
-  const file = await open(path, 'r');
-  try {
-    const length = page.tileByteCounts[index]!;
-    const tile = Buffer.allocUnsafe(length);
-    const { bytesRead } = await file.read(tile, 0, length, page.tileOffsets[index]!);
-    if (bytesRead !== length) throw new Error('the stored tile is truncated');
-    if (!page.jpegTables) return tile;
-    // Tables: SOI … EOI; tile: SOI … EOI. Drop the tables' EOI and the tile's SOI.
-    return Buffer.concat([page.jpegTables.subarray(0, -2), tile.subarray(2)]);
-  } finally {
-    await file.close();
-  }
-}
-
 class Reader {
   littleEndian = true;
 

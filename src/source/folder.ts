@@ -1,5 +1,6 @@
 import { realpath, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
+import { LRUCache } from 'lru-cache';
 import { notFound } from '../errors.js';
 import { checkIdentifier, printable } from './identifier.js';
 import type { ImageSource, SourceRef } from './source.js';
@@ -12,10 +13,22 @@ const EXTENSIONS = ['.tif', '.tiff', '.jpg', '.jpeg', '.png', '.webp', '.gif', '
  * real path (symlinks followed) must stay inside the root's real path.
  */
 export class FolderSource implements ImageSource {
-  private constructor(private readonly root: string) {}
+  /**
+   * Recent answers (found or not), for `recheckMs`: a viewer asks for dozens of tiles of one
+   * image at once, and each would otherwise cost a realpath and a stat per candidate name.
+   * A changed or new file is noticed within that time.
+   */
+  private readonly recent: LRUCache<string, Promise<SourceRef>> | undefined;
+
+  private constructor(
+    private readonly root: string,
+    recheckMs: number,
+  ) {
+    this.recent = recheckMs > 0 ? new LRUCache({ max: 10_000, ttl: recheckMs }) : undefined;
+  }
 
   /** Fails at start-up, with a message naming the setting, if the folder is not usable. */
-  static async open(root: string): Promise<FolderSource> {
+  static async open(root: string, recheckMs = 0): Promise<FolderSource> {
     let real: string;
     try {
       real = await realpath(root);
@@ -23,10 +36,20 @@ export class FolderSource implements ImageSource {
       throw new Error(`IIIF_FILE_ROOT "${root}" does not exist`);
     }
     if (!(await stat(real)).isDirectory()) throw new Error(`IIIF_FILE_ROOT "${root}" is not a folder`);
-    return new FolderSource(real);
+    return new FolderSource(real, recheckMs);
   }
 
-  async resolve(identifier: string): Promise<SourceRef> {
+  resolve(identifier: string): Promise<SourceRef> {
+    if (!this.recent) return this.lookup(identifier);
+    let answer = this.recent.get(identifier);
+    if (!answer) {
+      answer = this.lookup(identifier);
+      this.recent.set(identifier, answer);
+    }
+    return answer;
+  }
+
+  private async lookup(identifier: string): Promise<SourceRef> {
     checkIdentifier(identifier);
     for (const candidate of [identifier, ...EXTENSIONS.map((ext) => identifier + ext)]) {
       const ref = await this.tryFile(identifier, join(this.root, candidate));

@@ -6,7 +6,7 @@ import { FolderSource } from '../../src/source/folder.js';
 /** A real app over a fixture folder, configured through the same environment parsing as production. */
 export async function appFor(root: string, env: Record<string, string> = {}): Promise<FastifyInstance> {
   const config = loadConfig({ IIIF_FILE_ROOT: root, ...env });
-  const app = buildApp({ config, source: await FolderSource.open(root), logger: false });
+  const app = buildApp({ config, source: await FolderSource.open(root, config.sourceRecheckMs), logger: false });
   await app.ready();
   return app;
 }

@@ -8,7 +8,7 @@ let root: string;
 let app: FastifyInstance;
 beforeAll(async () => {
   ({ root } = await makeFixtures());
-  app = await appFor(root);
+  app = await appFor(root, { IIIF_SOURCE_RECHECK_MS: '100' });
 });
 afterAll(() => app.close());
 
@@ -84,7 +84,7 @@ describe('result cache', () => {
     expect(metrics).toMatch(/^iiif_result_cache_bytes [1-9]\d*$/m);
   });
 
-  it('a changed source is rendered again (the key carries the source version)', async () => {
+  it('a changed source is rendered again once the source is rechecked (the key carries the source version)', async () => {
     const { writeFile } = await import('node:fs/promises');
     const { join } = await import('node:path');
     const path = join(root, 'changing.png');
@@ -94,6 +94,9 @@ describe('result cache', () => {
     // Change the mtime for sure: same-second writes would otherwise keep the version.
     const { utimes } = await import('node:fs/promises');
     await utimes(path, new Date(), new Date(Date.now() + 5000));
+    // Within IIIF_SOURCE_RECHECK_MS the old answer stands; after it, the change is seen.
+    expect((await get('/iiif/3/changing.png/full/max/0/default.png')).headers.etag).toBe(before.headers.etag);
+    await new Promise((resolve) => setTimeout(resolve, 150));
     const after = await get('/iiif/3/changing.png/full/max/0/default.png');
     expect(near(await pixel(before.rawPayload, 5, 5), [255, 0, 0])).toBe(true);
     expect(near(await pixel(after.rawPayload, 5, 5), [0, 0, 255])).toBe(true);

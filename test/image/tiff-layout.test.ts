@@ -2,7 +2,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readJpegTile, readTiffLayout } from '../../src/image/tiff-layout.js';
+import { readTiffLayout } from '../../src/image/tiff-layout.js';
+import { TileReader } from '../../src/image/tile-reader.js';
 import { gradientColour, makeFixtures, near, pixel } from '../fixtures.js';
 
 let root: string;
@@ -37,7 +38,7 @@ describe('TIFF layout', () => {
   it('a stored tile joined with its tables is a complete JPEG of that tile', async () => {
     const pages = (await readTiffLayout(join(root, 'gradient.tif')))!;
     // Level 0, column 2, row 1: full-resolution pixels x 512–767, y 256–511.
-    const jpeg = await readJpegTile(join(root, 'gradient.tif'), pages[0]!, 1 * 8 + 2);
+    const jpeg = await new TileReader(4).read(join(root, 'gradient.tif'), 'v1', pages[0]!, 1 * 8 + 2);
     const meta = await sharp(jpeg).metadata();
     expect([meta.format, meta.width, meta.height]).toEqual(['jpeg', 256, 256]);
     expect(near(await pixel(jpeg, 128, 128), gradientColour(640, 384), 6)).toBe(true);

@@ -1,0 +1,80 @@
+/**
+ * Benchmark images, generated (never committed): photograph-like texture — fine noise over
+ * large smooth shapes — so JPEG encoding costs what it costs on real scans, not on flat colour.
+ */
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+
+export const BENCH_WIDTH = 12_000;
+export const BENCH_HEIGHT = 9_000;
+
+/** Three pyramids (so W1 has over 5,000 distinct tiles) and one plain JPEG of the same size. */
+export const PYRAMIDS = ['pyramid-a.tif', 'pyramid-b.tif', 'pyramid-c.tif'];
+export const PLAIN_JPEG = 'plain.jpg';
+
+/** Large smooth colour fields, computed small and enlarged (cheap), seeded per image. */
+function shapes(seed: number, width: number, height: number): Buffer {
+  const pixels = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const v = Math.sin(x / (23 + seed)) + Math.sin(y / (17 + seed * 2)) + Math.sin((x + y) / (31 + seed)) + Math.cos(Math.hypot(x - width / 3, y - height / 2) / 29);
+      const i = (y * width + x) * 3;
+      pixels[i] = 128 + 100 * Math.sin(v * 1.3 + seed);
+      pixels[i + 1] = 128 + 100 * Math.sin(v * 1.1 + 2 + seed);
+      pixels[i + 2] = 128 + 100 * Math.sin(v * 0.9 + 4 + seed);
+    }
+  }
+  return pixels;
+}
+
+async function texture(seed: number): Promise<sharp.Sharp> {
+  const [w, h] = [BENCH_WIDTH / 10, BENCH_HEIGHT / 10];
+  const base = await sharp(shapes(seed, w, h), { raw: { width: w, height: h, channels: 3 } })
+    .resize(BENCH_WIDTH, BENCH_HEIGHT, { kernel: 'cubic' })
+    .raw()
+    .toBuffer();
+  const grain = await sharp({
+    create: { width: BENCH_WIDTH, height: BENCH_HEIGHT, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } },
+  })
+    .blur(0.8)
+    .raw()
+    .toBuffer();
+  // Overlay the grain at low strength: detail everywhere, like film grain and paper texture.
+  for (let i = 0; i < base.length; i++) base[i] = Math.max(0, Math.min(255, base[i]! + ((grain[i]! - 128) >> 1)));
+  return sharp(base, { raw: { width: BENCH_WIDTH, height: BENCH_HEIGHT, channels: 3 }, limitInputPixels: false });
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Makes whatever is missing in `folder`; returns the folder. */
+export async function ensureBenchImages(folder: string, log: (line: string) => void): Promise<string> {
+  await mkdir(folder, { recursive: true });
+  const jobs: Array<[string, number, (image: sharp.Sharp) => sharp.Sharp]> = [
+    ...PYRAMIDS.map((name, i): [string, number, (image: sharp.Sharp) => sharp.Sharp] => [
+      name,
+      i + 1,
+      // Quality 85: YCbCr tiles, as most pyramid builders write them.
+      (image) => image.tiff({ tile: true, tileWidth: 256, tileHeight: 256, pyramid: true, compression: 'jpeg', quality: 85 }),
+    ]),
+    [PLAIN_JPEG, 7, (image) => image.jpeg({ quality: 85 })],
+  ];
+  for (const [name, seed, encode] of jobs) {
+    const path = join(folder, name);
+    if (await exists(path)) continue;
+    log(`making ${name} (${BENCH_WIDTH}×${BENCH_HEIGHT})`);
+    const tmp = `${path}.partial`;
+    try {
+      await encode(await texture(seed)).toFile(tmp);
+      await rename(tmp, path);
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
+  return folder;
+}

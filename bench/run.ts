@@ -1,0 +1,156 @@
+/**
+ * `npm run bench`: drives the server with autocannon on reproducible workloads and writes
+ * bench/results/<date>.json plus bench/results/latest.md. Each workload gets a fresh server
+ * process (cold caches), so workloads cannot help each other; CPU and memory are read from
+ * /proc for the server process only, so "req/s per core" is the server's own efficiency.
+ *
+ *   npm run bench                    all workloads
+ *   npm run bench -- W1 W5           some of them
+ *   BENCH_TARGET=http://host:port npm run bench -- W1   against a running server or load balancer
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { projectRoot } from '../src/paths.js';
+import { BENCH_HEIGHT, BENCH_WIDTH, ensureBenchImages, PLAIN_JPEG, PYRAMIDS } from './images.js';
+import { cpuSeconds, startServer, watchPeakRss, type RunningServer } from './server-process.js';
+import { shuffled, tilePaths } from './workloads.js';
+
+interface Workload {
+  name: string;
+  description: string;
+  paths: string[];
+  /** Run the whole list once (each URL about once) or cycle it for a fixed time. */
+  stop: { amount: number } | { seconds: number };
+  connections: number[];
+  env?: Record<string, string>;
+}
+
+export interface Measurement {
+  workload: string;
+  description: string;
+  connections: number;
+  requests: number;
+  seconds: number;
+  requestsPerSecond: number;
+  latencyMs: { p50: number; p97_5: number; p99: number; max: number };
+  errors: number;
+  non2xx: number;
+  status503: number;
+  peakRssMiB: number;
+  coresUsed: number;
+  requestsPerSecondPerCore: number;
+}
+
+const image = { width: BENCH_WIDTH, height: BENCH_HEIGHT };
+const tiles = (name: string) => tilePaths(image, 256, 3).map((path) => `/iiif/3/${name}/${path}`);
+
+export function workloads(): Workload[] {
+  const w1 = shuffled(PYRAMIDS.flatMap(tiles));
+  const hot = tiles(PYRAMIDS[0]!).slice(-40); // the low-resolution levels every viewer opens with
+  return [
+    { name: 'W1', description: `deep-zoom tiles, ${w1.length} distinct URLs over ${PYRAMIDS.length} pyramidal TIFFs, each once`, paths: w1, stop: { amount: w1.length }, connections: [8, 32, 64] },
+    { name: 'W2', description: 'the same tile URLs against a plain 12000×9000 JPEG', paths: shuffled(tiles(PLAIN_JPEG)), stop: { seconds: 20 }, connections: [8] },
+    { name: 'W3', description: 'info.json', paths: [...PYRAMIDS, PLAIN_JPEG].map((name) => `/iiif/3/${name}/info.json`), stop: { seconds: 10 }, connections: [32] },
+    {
+      name: 'W4',
+      description: 'thumbnails full/!200,200/0/default.jpg, rendered every time (result cache off)',
+      paths: PYRAMIDS.map((name) => `/iiif/3/${name}/full/!200,200/0/default.jpg`),
+      stop: { seconds: 10 },
+      connections: [8],
+      env: { IIIF_RESULT_CACHE_BYTES: '0' },
+    },
+    { name: 'W5', description: `hot tiles: ${hot.length} tiles requested over and over`, paths: hot, stop: { seconds: 10 }, connections: [8, 32] },
+  ];
+}
+
+async function measure(server: RunningServer | undefined, url: string, workload: Workload, connections: number): Promise<Measurement> {
+  let next = 0;
+  const paths = workload.paths;
+  const rss = server ? watchPeakRss(server.pid) : undefined;
+  const cpuBefore = server ? await cpuSeconds(server.pid) : 0;
+  const started = process.hrtime.bigint();
+  const result = await autocannon({
+    url,
+    connections,
+    timeout: 30,
+    ...('amount' in workload.stop ? { amount: workload.stop.amount } : { duration: workload.stop.seconds }),
+    requests: [{ method: 'GET', setupRequest: (request) => ({ ...request, path: paths[next++ % paths.length]! }) }],
+  });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpu = server ? (await cpuSeconds(server.pid)) - cpuBefore : NaN;
+  const peak = rss ? await rss.stop() : NaN;
+  const coresUsed = cpu / seconds;
+  const requestsPerSecond = result.requests.total / seconds;
+  return {
+    workload: workload.name,
+    description: workload.description,
+    connections,
+    requests: result.requests.total,
+    seconds: round(seconds),
+    requestsPerSecond: round(requestsPerSecond),
+    latencyMs: { p50: result.latency.p50, p97_5: result.latency.p97_5, p99: result.latency.p99, max: result.latency.max },
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+    status503: result.statusCodeStats['503']?.count ?? 0,
+    peakRssMiB: round(peak / 2 ** 20),
+    coresUsed: round(coresUsed),
+    requestsPerSecondPerCore: round(requestsPerSecond / coresUsed),
+  };
+}
+
+const round = (value: number) => Math.round(value * 10) / 10;
+
+/** Warms what a real first visit warms (metadata), then runs one measurement. */
+async function runOne(workload: Workload, connections: number, dataDir: string, target: string | undefined): Promise<Measurement> {
+  const server = target ? undefined : await startServer(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], { IIIF_FILE_ROOT: dataDir, ...workload.env });
+  const url = target ?? server!.url;
+  try {
+    for (const name of [...PYRAMIDS, PLAIN_JPEG]) await fetch(`${url}/iiif/3/${name}/info.json`);
+    return await measure(server, url, workload, connections);
+  } finally {
+    await server?.stop();
+  }
+}
+
+export function markdownTable(measurements: Measurement[]): string {
+  const header = '| workload | conns | requests | req/s | p50 ms | p97.5 ms | p99 ms | errors | non-2xx | peak RSS MiB | cores used | req/s per core |';
+  const rows = measurements.map((m) =>
+    `| ${m.workload} | ${m.connections} | ${m.requests} | ${m.requestsPerSecond} | ${m.latencyMs.p50} | ${m.latencyMs.p97_5} | ${m.latencyMs.p99} | ${m.errors} | ${m.non2xx} | ${m.peakRssMiB} | ${m.coresUsed} | ${m.requestsPerSecondPerCore} |`,
+  );
+  return [header, header.replace(/[^|]+/g, '---'), ...rows].join('\n');
+}
+
+export function machine(): string {
+  return `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+}
+
+async function main(): Promise<void> {
+  const chosen = new Set(process.argv.slice(2));
+  const target = process.env.BENCH_TARGET;
+  const dataDir = await ensureBenchImages(join(projectRoot(), 'bench', 'data'), (line) => console.log(line));
+  const measurements: Measurement[] = [];
+  for (const workload of workloads().filter((w) => chosen.size === 0 || chosen.has(w.name))) {
+    for (const connections of workload.connections) {
+      const m = await runOne(workload, connections, dataDir, target);
+      console.log(`${m.workload} c=${m.connections}: ${m.requestsPerSecond} req/s, p99 ${m.latencyMs.p99} ms, ${m.coresUsed} cores, ${m.requestsPerSecondPerCore} req/s/core, peak ${m.peakRssMiB} MiB, errors ${m.errors}, non-2xx ${m.non2xx}`);
+      measurements.push(m);
+    }
+  }
+  const when = new Date().toISOString();
+  const resultsDir = join(projectRoot(), 'bench', 'results');
+  await mkdir(resultsDir, { recursive: true });
+  const report = { date: when, machine: machine(), target: target ?? 'fresh server process per workload', measurements };
+  await writeFile(join(resultsDir, `${when.replace(/[:.]/g, '-')}.json`), JSON.stringify(report, null, 2));
+  const markdown = `# Benchmark ${when}\n\nMachine: ${report.machine}. Load: autocannon on loopback. Target: ${report.target}.\n\n${markdownTable(measurements)}\n`;
+  await writeFile(join(resultsDir, 'latest.md'), markdown);
+  console.log(`\n${markdown}`);
+}
+
+if (process.argv[1]?.endsWith('run.js')) {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+}
