@@ -5,7 +5,8 @@ export interface CachedResult {
   data: Buffer;
   /** Stored level the bytes came from, and how they were made; kept for the debug headers. */
   level: number;
-  method: 'passthrough' | 'sharp';
+  /** passthrough: stored JPEG bytes as they are; tile: one stored tile decoded; sharp: the file through libvips. */
+  method: 'passthrough' | 'tile' | 'sharp';
 }
 
 /**

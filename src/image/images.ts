@@ -7,8 +7,9 @@ import type { Metrics } from '../metrics.js';
 import type { ImageSource, SourceRef } from '../source/source.js';
 import { Admission, type Lane } from './admission.js';
 import { MetadataReader, type ImageMetadata } from './metadata.js';
-import { findStoredTile } from './passthrough.js';
-import { chooseLevel, regionAtLevel, render } from './render.js';
+import sharp from 'sharp';
+import { chooseLevel, regionAtLevel, render, renderFrom } from './render.js';
+import { locateTile, sendableAsStored } from './stored-tiles.js';
 import { TileReader } from './tile-reader.js';
 
 export interface ResolvedImage {
@@ -76,16 +77,17 @@ export class Images {
     const { source, metadata } = image;
     const key = `${source.identifier}\u0000${source.version}\u0000${plan.canonical}`;
     return this.results.get(key, async () => {
-      const stored = findStoredTile(plan, metadata, metadata.tiffPages);
-      if (stored) {
-        const data = await this.tiles.read(source.path, source.version, metadata.tiffPages![stored.page]!, stored.index);
-        return { data, level: stored.page, method: 'passthrough' };
+      const level = chooseLevel(metadata, plan);
+      const spot = locateTile(plan, metadata, level, metadata.tiffPages?.[level.page]);
+      const storedTile = () => this.tiles.read(source.path, source.version, spot!.page, spot!.index);
+      if (spot?.exact && sendableAsStored(plan)) {
+        return { data: await storedTile(), level: level.page, method: 'passthrough' };
       }
       return this.admission.run(plan.lane, async () => {
         const done = this.metrics.renderSeconds.startTimer({ format: plan.format });
         try {
-          const rendered = await render(source.path, metadata, plan, this.config.maxInputPixels);
-          return { ...rendered, method: 'sharp' };
+          if (spot) return { ...(await renderFrom(sharp(await storedTile()), spot.crop, plan, level.page)), method: 'tile' };
+          return { ...(await render(source.path, metadata, plan, this.config.maxInputPixels)), method: 'sharp' };
         } finally {
           done();
         }

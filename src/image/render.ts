@@ -23,27 +23,39 @@ export function chooseLevel(metadata: Pick<ImageMetadata, 'width' | 'height' | '
   const needY = plan.height / plan.region.height;
   let chosen = metadata.levels[0]!;
   for (const level of metadata.levels) {
-    if (level.width / metadata.width >= needX && level.height / metadata.height >= needY) chosen = level;
+    const scale = 1 / levelScale(level, metadata);
+    if (scale >= needX && scale >= needY) chosen = level;
   }
   return chosen;
 }
 
+/**
+ * How many full-resolution pixels one level pixel stands for. A level made by halving is an
+ * exact integer factor even when its size was rounded (6401 wide → 3200); other levels use
+ * their width ratio.
+ */
+export function levelScale(level: { width: number; height: number }, full: { width: number; height: number }): number {
+  const factor = Math.round(full.width / level.width);
+  const fits = (levelSize: number, fullSize: number) =>
+    levelSize === Math.floor(fullSize / factor) || levelSize === Math.ceil(fullSize / factor);
+  return factor >= 1 && fits(level.width, full.width) && fits(level.height, full.height) ? factor : full.width / level.width;
+}
+
 /** Maps a full-resolution rectangle onto a level, covering at least the same content. */
 export function regionAtLevel(region: Rect, full: { width: number; height: number }, level: Level): Rect {
-  const sx = level.width / full.width;
-  const sy = level.height / full.height;
-  const left = Math.min(level.width - 1, Math.floor(region.x * sx));
-  const top = Math.min(level.height - 1, Math.floor(region.y * sy));
-  const right = Math.min(level.width, Math.max(left + 1, Math.ceil((region.x + region.width) * sx)));
-  const bottom = Math.min(level.height, Math.max(top + 1, Math.ceil((region.y + region.height) * sy)));
+  const scale = levelScale(level, full);
+  const left = Math.min(level.width - 1, Math.floor(region.x / scale));
+  const top = Math.min(level.height - 1, Math.floor(region.y / scale));
+  const right = Math.min(level.width, Math.max(left + 1, Math.ceil((region.x + region.width) / scale)));
+  const bottom = Math.min(level.height, Math.max(top + 1, Math.ceil((region.y + region.height) / scale)));
   return { x: left, y: top, width: right - left, height: bottom - top };
 }
 
 /**
- * Runs one sharp pipeline in the spec's order: region → size → mirror → rotation → quality →
- * format. Output is 8-bit sRGB (or grey) with all metadata, EXIF orientation included, stripped.
+ * Renders from the source file: the smallest sufficient stored level, the region mapped onto
+ * it. Output is 8-bit sRGB (or grey) with all metadata, EXIF orientation included, stripped.
  */
-export async function render(
+export function render(
   path: string,
   metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels' | 'autoOrient'>,
   plan: RenderPlan,
@@ -51,25 +63,29 @@ export async function render(
 ): Promise<Rendered> {
   const level = chooseLevel(metadata, plan);
   const region = regionAtLevel(plan.region, metadata, level);
-  const opaque = !HAS_ALPHA[plan.format] || plan.quality === 'bitonal';
-
   let image = sharp(path, { page: level.page, limitInputPixels: maxInputPixels });
   if (metadata.autoOrient) image = image.autoOrient();
   // Without an extract sharp can shrink JPEG and WebP while decoding (shrink-on-load).
-  if (region.width !== level.width || region.height !== level.height) {
-    image = image.extract({ left: region.x, top: region.y, width: region.width, height: region.height });
-  }
-  if (region.width !== plan.width || region.height !== plan.height) {
-    image = image.resize(plan.width, plan.height, { fit: 'fill' });
-  }
+  const whole = region.width === level.width && region.height === level.height;
+  return renderFrom(image, whole ? undefined : region, plan, level.page);
+}
+
+/**
+ * Runs one sharp pipeline in the spec's order: region → size → mirror → rotation → quality →
+ * format. `input` is the decoded source (a file's level, or a single stored tile).
+ */
+export async function renderFrom(input: Sharp, region: Rect | undefined, plan: RenderPlan, level: number): Promise<Rendered> {
+  const opaque = !HAS_ALPHA[plan.format] || plan.quality === 'bitonal';
+  let image = input;
+  if (region) image = image.extract({ left: region.x, top: region.y, width: region.width, height: region.height });
+  image = image.resize(plan.width, plan.height, { fit: 'fill' });
   if (opaque) image = image.flatten({ background: WHITE });
   if (plan.mirror) image = image.flop();
   if (plan.degrees !== 0) image = image.rotate(plan.degrees, { background: opaque ? WHITE : TRANSPARENT });
   image = applyQuality(image, plan);
-
   try {
     const data = await encode(image, plan.format).toBuffer();
-    return { data, level: level.page };
+    return { data, level };
   } catch (error) {
     throw undecodableSource(`the stored image cannot be decoded: ${describe(error)}`);
   }
