@@ -44,19 +44,30 @@ export interface Measurement {
 }
 
 const image = { width: BENCH_WIDTH, height: BENCH_HEIGHT };
-const tiles = (name: string) => tilePaths(image, 256, 3).map((path) => `/iiif/3/${name}/${path}`);
 
-export function workloads(): Workload[] {
+/** How a server spells its IIIF URLs: our /iiif/3 and /iiif/2, or iipsrv's /iiif (2.1 only). */
+export interface Dialect {
+  prefix: string;
+  syntax: 2 | 3;
+  /** The image W2 reads: our plain JPEG, or for a server that cannot read JPEG its pyramid. */
+  plainImage: string;
+}
+
+export const OURS_V3: Dialect = { prefix: '/iiif/3', syntax: 3, plainImage: PLAIN_JPEG };
+
+export function workloads(dialect: Dialect = OURS_V3): Workload[] {
+  const tiles = (name: string) => tilePaths(image, 256, dialect.syntax).map((path) => `${dialect.prefix}/${name}/${path}`);
+  const url = (name: string, rest: string) => `${dialect.prefix}/${name}/${rest}`;
   const w1 = shuffled(PYRAMIDS.flatMap(tiles));
   const hot = tiles(PYRAMIDS[0]!).slice(-40); // the low-resolution levels every viewer opens with
   return [
     { name: 'W1', description: `deep-zoom tiles, ${w1.length} distinct URLs over ${PYRAMIDS.length} pyramidal TIFFs, each once`, paths: w1, stop: { amount: w1.length }, connections: [8, 32, 64] },
-    { name: 'W2', description: 'the same tile URLs against a plain 12000×9000 JPEG', paths: shuffled(tiles(PLAIN_JPEG)), stop: { seconds: 20 }, connections: [8] },
-    { name: 'W3', description: 'info.json', paths: [...PYRAMIDS, PLAIN_JPEG].map((name) => `/iiif/3/${name}/info.json`), stop: { seconds: 10 }, connections: [32] },
+    { name: 'W2', description: 'the same tile URLs against a plain 12000×9000 JPEG', paths: shuffled(tiles(dialect.plainImage)), stop: { seconds: 20 }, connections: [8] },
+    { name: 'W3', description: 'info.json', paths: [...PYRAMIDS, dialect.plainImage].map((name) => url(name, 'info.json')), stop: { seconds: 10 }, connections: [32] },
     {
       name: 'W4',
       description: 'thumbnails full/!200,200/0/default.jpg, rendered every time (result cache off)',
-      paths: PYRAMIDS.map((name) => `/iiif/3/${name}/full/!200,200/0/default.jpg`),
+      paths: PYRAMIDS.map((name) => url(name, 'full/!200,200/0/default.jpg')),
       stop: { seconds: 10 },
       connections: [8],
       env: { IIIF_RESULT_CACHE_BYTES: '0' },
@@ -102,16 +113,29 @@ async function measure(server: RunningServer | undefined, url: string, workload:
 
 const round = (value: number) => Math.round(value * 10) / 10;
 
-/** Warms what a real first visit warms (metadata), then runs one measurement. */
-async function runOne(workload: Workload, connections: number, dataDir: string, target: string | undefined): Promise<Measurement> {
-  const server = target ? undefined : await startServer(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], { IIIF_FILE_ROOT: dataDir, ...workload.env });
-  const url = target ?? server!.url;
+/** Starts our compiled server as its own process over the benchmark images. */
+export function startOurs(dataDir: string, env: Record<string, string> = {}): Promise<RunningServer> {
+  return startServer(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js')], { IIIF_FILE_ROOT: dataDir, ...env });
+}
+
+/**
+ * Runs one measurement against a fresh server (or a given URL), after warming what a real
+ * first visit warms: each image's info.json.
+ */
+export async function runWorkload(workload: Workload, connections: number, start: (() => Promise<RunningServer>) | string): Promise<Measurement> {
+  const server = typeof start === 'string' ? undefined : await start();
+  const url = typeof start === 'string' ? start : server!.url;
   try {
-    for (const name of [...PYRAMIDS, PLAIN_JPEG]) await fetch(`${url}/iiif/3/${name}/info.json`);
+    const infos = new Set(workload.paths.map((path) => path.split('/').slice(0, -4).join('/')).filter((base) => base.split('/').length > 3));
+    for (const base of infos) await fetch(`${url}${base}/info.json`);
     return await measure(server, url, workload, connections);
   } finally {
     await server?.stop();
   }
+}
+
+export function describeMeasurement(m: Measurement): string {
+  return `${m.workload} c=${m.connections}: ${m.requestsPerSecond} req/s, p99 ${m.latencyMs.p99} ms, ${m.coresUsed} cores, ${m.requestsPerSecondPerCore} req/s/core, peak ${m.peakRssMiB} MiB, errors ${m.errors}, non-2xx ${m.non2xx}`;
 }
 
 export function markdownTable(measurements: Measurement[]): string {
@@ -126,26 +150,32 @@ export function machine(): string {
   return `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 }
 
+export async function writeReport(name: string, title: string, body: object, markdown: string): Promise<void> {
+  const resultsDir = join(projectRoot(), 'bench', 'results');
+  await mkdir(resultsDir, { recursive: true });
+  const when = new Date().toISOString();
+  await writeFile(join(resultsDir, `${name}-${when.replace(/[:.]/g, '-')}.json`), JSON.stringify({ date: when, machine: machine(), ...body }, null, 2));
+  const text = `# ${title} ${when}\n\nMachine: ${machine()}. Load: autocannon on loopback, same machine.\n\n${markdown}\n`;
+  await writeFile(join(resultsDir, `${name}-latest.md`), text);
+  console.log(`\n${text}`);
+}
+
+export const benchDataDir = (): string => join(projectRoot(), 'bench', 'data');
+
 async function main(): Promise<void> {
   const chosen = new Set(process.argv.slice(2));
   const target = process.env.BENCH_TARGET;
-  const dataDir = await ensureBenchImages(join(projectRoot(), 'bench', 'data'), (line) => console.log(line));
+  const dataDir = await ensureBenchImages(benchDataDir(), (line) => console.log(line));
   const measurements: Measurement[] = [];
   for (const workload of workloads().filter((w) => chosen.size === 0 || chosen.has(w.name))) {
     for (const connections of workload.connections) {
-      const m = await runOne(workload, connections, dataDir, target);
-      console.log(`${m.workload} c=${m.connections}: ${m.requestsPerSecond} req/s, p99 ${m.latencyMs.p99} ms, ${m.coresUsed} cores, ${m.requestsPerSecondPerCore} req/s/core, peak ${m.peakRssMiB} MiB, errors ${m.errors}, non-2xx ${m.non2xx}`);
+      const m = await runWorkload(workload, connections, target ?? (() => startOurs(dataDir, workload.env)));
+      console.log(describeMeasurement(m));
       measurements.push(m);
     }
   }
-  const when = new Date().toISOString();
-  const resultsDir = join(projectRoot(), 'bench', 'results');
-  await mkdir(resultsDir, { recursive: true });
-  const report = { date: when, machine: machine(), target: target ?? 'fresh server process per workload', measurements };
-  await writeFile(join(resultsDir, `${when.replace(/[:.]/g, '-')}.json`), JSON.stringify(report, null, 2));
-  const markdown = `# Benchmark ${when}\n\nMachine: ${report.machine}. Load: autocannon on loopback. Target: ${report.target}.\n\n${markdownTable(measurements)}\n`;
-  await writeFile(join(resultsDir, 'latest.md'), markdown);
-  console.log(`\n${markdown}`);
+  const targetText = target ?? 'a fresh server process per workload';
+  await writeReport('bench', 'Benchmark', { target: targetText, measurements }, `Target: ${targetText}.\n\n${markdownTable(measurements)}`);
 }
 
 if (process.argv[1]?.endsWith('run.js')) {

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 
 const CLOCK_TICKS_PER_SECOND = 100; // Linux USER_HZ
@@ -36,23 +36,47 @@ export async function startServer(command: string, args: string[], env: Record<s
   };
 }
 
-/** CPU seconds (user + system) a process has used so far. */
-export async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) start at ") ".
-  const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+/** A process and all its descendants (lighttpd's FastCGI workers, for instance). */
+export async function processTree(root: number): Promise<number[]> {
+  const parents = new Map<number, number>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+    if (fields.length > 1) parents.set(Number(entry), Number(fields[1]));
+  }
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) {
+    for (const [pid, parent] of parents) if (parent === tree[i]) tree.push(pid);
+  }
+  return tree;
 }
 
-/** Resident memory of a process in bytes. */
-export async function rssBytes(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
-  return match ? Number(match[1]) * 1024 : 0;
+/** CPU seconds (user + system) a process tree has used so far. */
+export async function cpuSeconds(root: number): Promise<number> {
+  let total = 0;
+  for (const pid of await processTree(root)) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    // Fields after the command name (which may hold spaces) start at ") ".
+    const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+    if (fields.length > 12) total += (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  }
+  return total;
 }
 
-/** Samples a process's RSS every `everyMs` until stopped; returns the peak seen. */
-export function watchPeakRss(pid: number, everyMs = 100): { stop(): Promise<number> } {
+/** Resident memory of a process tree in bytes. */
+export async function rssBytes(root: number): Promise<number> {
+  let total = 0;
+  for (const pid of await processTree(root)) {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    if (match) total += Number(match[1]) * 1024;
+  }
+  return total;
+}
+
+/** Samples a process tree's RSS every `everyMs` until stopped; returns the peak seen. */
+export function watchPeakRss(pid: number, everyMs = 200): { stop(): Promise<number> } {
   let peak = 0;
   let running = true;
   const loop = (async () => {

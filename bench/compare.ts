@@ -1,0 +1,63 @@
+/**
+ * `npm run bench:compare`: our server and iipsrv side by side on the same images, URLs (IIIF
+ * 2.1 syntax, which iipsrv speaks), load generator and machine, alternating which goes first.
+ * Prints and saves each workload's ratio ours / iipsrv, per request and per CPU core.
+ */
+import { availableParallelism } from 'node:os';
+import { ensureBenchImages } from './images.js';
+import { startIipsrv } from './iipsrv.js';
+import { PYRAMIDS } from './images.js';
+import { benchDataDir, describeMeasurement, runWorkload, startOurs, workloads, writeReport, type Measurement } from './run.js';
+
+interface Pair {
+  workload: string;
+  connections: number;
+  ours: Measurement;
+  iipsrv: Measurement;
+  ratio: number;
+  ratioPerCore: number;
+}
+
+async function main(): Promise<void> {
+  const chosen = new Set(process.argv.slice(2));
+  const dataDir = await ensureBenchImages(benchDataDir(), (line) => console.log(line));
+  // iipsrv cannot read a plain JPEG: for W2 it gets the same picture as a pyramid, which is what
+  // its users convert their JPEGs to before serving them.
+  const ours = workloads({ prefix: '/iiif/2', syntax: 2, plainImage: 'plain.jpg' });
+  const theirs = workloads({ prefix: '/iiif', syntax: 2, plainImage: PYRAMIDS[0]! });
+  const pairs: Pair[] = [];
+  let oursFirst = true;
+  for (const [index, workload] of ours.entries()) {
+    if (chosen.size > 0 && !chosen.has(workload.name)) continue;
+    for (const connections of workload.connections.filter((c) => c <= 32)) {
+      const runOurs = () => runWorkload(workload, connections, () => startOurs(dataDir, workload.env));
+      const runTheirs = () => runWorkload(theirs[index]!, connections, () => startIipsrv(dataDir, availableParallelism()));
+      const [a, b] = oursFirst ? [await runOurs(), await runTheirs()] : [await runTheirs(), await runOurs()].reverse();
+      oursFirst = !oursFirst;
+      const pair = {
+        workload: workload.name,
+        connections,
+        ours: a!,
+        iipsrv: b!,
+        ratio: round(a!.requestsPerSecond / b!.requestsPerSecond),
+        ratioPerCore: round(a!.requestsPerSecondPerCore / b!.requestsPerSecondPerCore),
+      };
+      console.log(`ours   ${describeMeasurement(pair.ours)}\niipsrv ${describeMeasurement(pair.iipsrv)}\n→ ${pair.ratio}× req/s, ${pair.ratioPerCore}× req/s per core\n`);
+      pairs.push(pair);
+    }
+  }
+  const header = '| workload | conns | ours req/s | iipsrv req/s | ratio | ours req/s/core | iipsrv req/s/core | ratio per core | ours p99 ms | iipsrv p99 ms | ours errors | iipsrv errors | ours peak RSS MiB | iipsrv peak RSS MiB |';
+  const rows = pairs.map(
+    (p) =>
+      `| ${p.workload} | ${p.connections} | ${p.ours.requestsPerSecond} | ${p.iipsrv.requestsPerSecond} | ${p.ratio} | ${p.ours.requestsPerSecondPerCore} | ${p.iipsrv.requestsPerSecondPerCore} | ${p.ratioPerCore} | ${p.ours.latencyMs.p99} | ${p.iipsrv.latencyMs.p99} | ${p.ours.errors + p.ours.non2xx} | ${p.iipsrv.errors + p.iipsrv.non2xx} | ${p.ours.peakRssMiB} | ${p.iipsrv.peakRssMiB} |`,
+  );
+  const notes = 'iiif-processor: not installed, not measured. iipsrv: Debian iipimage-server 1.1 under lighttpd mod_fastcgi, one process per core. W2 for iipsrv reads the pyramidal TIFF (it cannot read JPEG).';
+  await writeReport('compare', 'Ours vs iipsrv', { pairs }, `${notes}\n\n${[header, header.replace(/[^|]+/g, '---'), ...rows].join('\n')}`);
+}
+
+const round = (value: number) => Math.round(value * 100) / 100;
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
