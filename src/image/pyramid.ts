@@ -1,0 +1,48 @@
+import sharp, { type Sharp } from 'sharp';
+import { describe, type ImageMetadata } from './metadata.js';
+import { decodeJpeg2000, isJpeg2000 } from './jpeg2000.js';
+import { undecodableSource } from '../errors.js';
+
+export interface PyramidOptions {
+  tileSize: number;
+  /** JPEG quality of the stored tiles: below 90 libvips stores YCbCr, the smallest tiles. */
+  quality: number;
+  maxInputPixels: number;
+}
+
+/**
+ * Whether an image is worth converting to a tiled pyramid on first touch: one stored level
+ * (no smaller copies to read from) and at least `thresholdPixels`. Everything below that
+ * renders fast enough straight from the file.
+ */
+export function wantsPyramid(metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels'>, thresholdPixels: number): boolean {
+  return metadata.levels.length === 1 && metadata.width * metadata.height >= thresholdPixels;
+}
+
+/**
+ * Writes `source` as a tiled pyramidal TIFF at `target`: EXIF orientation applied, 8-bit sRGB,
+ * every level halved down to one tile. Opaque images get JPEG tiles (the ones that can be sent
+ * as they are); images with transparency keep it with lossless deflate tiles.
+ */
+export async function buildPyramid(source: string, target: string, options: PyramidOptions): Promise<void> {
+  const input = await openForConversion(source, options.maxInputPixels);
+  const { hasAlpha } = await input.metadata();
+  const tiles = { tile: true, tileWidth: options.tileSize, tileHeight: options.tileSize, pyramid: true, bigtiff: false };
+  try {
+    await input
+      .toColourspace('srgb')
+      .tiff(hasAlpha ? { ...tiles, compression: 'deflate', predictor: 'horizontal' } : { ...tiles, compression: 'jpeg', quality: options.quality })
+      .toFile(target);
+  } catch (error) {
+    throw undecodableSource(`the stored image cannot be converted: ${describe(error)}`);
+  }
+}
+
+async function openForConversion(source: string, maxInputPixels: number): Promise<Sharp> {
+  if (await isJpeg2000(source)) {
+    const raster = await decodeJpeg2000(source, maxInputPixels);
+    const pixels = raster.depth === 16 ? new Uint16Array(raster.data.buffer, raster.data.byteOffset, raster.data.length / 2) : raster.data;
+    return sharp(pixels, { raw: { width: raster.width, height: raster.height, channels: raster.channels }, limitInputPixels: maxInputPixels });
+  }
+  return sharp(source, { limitInputPixels: maxInputPixels }).autoOrient();
+}

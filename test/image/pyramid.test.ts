@@ -1,0 +1,114 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { IiifError } from '../../src/errors.js';
+import { codestreamOf, decodeJpeg2000 } from '../../src/image/jpeg2000.js';
+import { probe } from '../../src/image/metadata.js';
+import { buildPyramid, wantsPyramid } from '../../src/image/pyramid.js';
+import { readTiffLayout } from '../../src/image/tiff-layout.js';
+import { BLUE, GREEN, makeFixtures, near, pixel, quadrants, RED, YELLOW } from '../fixtures.js';
+import { encodeJ2k, jp2Container } from '../j2k.js';
+
+let root: string;
+const options = { tileSize: 256, quality: 85, maxInputPixels: 100_000_000 };
+
+beforeAll(async () => {
+  ({ root } = await makeFixtures());
+});
+
+async function quadrantsRaw(width: number, height: number) {
+  return sharp(await quadrants()).resize(width, height, { fit: 'fill', kernel: 'nearest' }).removeAlpha().raw().toBuffer();
+}
+
+async function expectQuadrants(path: string, width: number, height: number) {
+  const png = await sharp(path).png().toBuffer();
+  const at = (fx: number, fy: number) => pixel(png, Math.floor(width * fx), Math.floor(height * fy));
+  expect(near(await at(0.25, 0.25), RED)).toBe(true);
+  expect(near(await at(0.75, 0.25), GREEN)).toBe(true);
+  expect(near(await at(0.25, 0.75), BLUE)).toBe(true);
+  expect(near(await at(0.75, 0.75), YELLOW)).toBe(true);
+}
+
+describe('pyramid conversion', () => {
+  it('only converts single-level images above the threshold', () => {
+    const flat = { width: 4000, height: 4000, levels: [{ width: 4000, height: 4000, page: 0 }] };
+    expect(wantsPyramid(flat, 16_000_000)).toBe(true);
+    expect(wantsPyramid(flat, 16_000_001)).toBe(false);
+    expect(wantsPyramid({ ...flat, levels: [...flat.levels, { width: 2000, height: 2000, page: 1 }] }, 1)).toBe(false);
+  });
+
+  it('turns a plain JPEG into a tiled JPEG pyramid with the same pixels', async () => {
+    const source = join(root, 'flat.jpg');
+    await sharp(await quadrantsRaw(3000, 2000), { raw: { width: 3000, height: 2000, channels: 3 } }).jpeg({ quality: 95 }).toFile(source);
+    const target = join(root, 'flat.pyr.tif');
+    await buildPyramid(source, target, options);
+    const meta = await probe(target, options.maxInputPixels);
+    expect(meta.levels.map((l) => [l.width, l.height])).toEqual([[3000, 2000], [1500, 1000], [750, 500], [375, 250], [187, 125]]);
+    const pages = (await readTiffLayout(target))!;
+    expect(pages[0]).toMatchObject({ tileWidth: 256, compression: 7, photometric: 6 });
+    await expectQuadrants(target, 3000, 2000);
+  });
+
+  it('keeps transparency (lossless tiles) and bakes in EXIF orientation', async () => {
+    const alpha = join(root, 'alpha.pyr.tif');
+    await buildPyramid(join(root, 'alpha.png'), alpha, options);
+    expect((await sharp(alpha).metadata()).hasAlpha).toBe(true);
+    expect((await readTiffLayout(alpha))![0]!.compression).toBe(8); // deflate
+    const turned = join(root, 'rotated.pyr.tif');
+    await buildPyramid(join(root, 'rotated.jpg'), turned, options);
+    const meta = await sharp(turned).metadata();
+    expect([meta.width, meta.height, meta.orientation ?? 1]).toEqual([200, 100, 1]);
+    const png = await sharp(turned).png().toBuffer();
+    expect(near(await pixel(png, 50, 50), BLUE)).toBe(true);
+    expect(near(await pixel(png, 150, 50), RED)).toBe(true);
+  });
+
+  it.each([
+    ['a bare J2K codestream', false],
+    ['a JP2 file', true],
+  ])('converts JPEG 2000 (%s) with the right pixels', async (_name, boxed) => {
+    const [w, h] = [600, 400];
+    const stream = await encodeJ2k(await quadrantsRaw(w, h), w, h, 3);
+    const source = join(root, boxed ? 'image.jp2' : 'image.j2k');
+    await writeFile(source, boxed ? jp2Container(stream, w, h, 3) : stream);
+    const target = `${source}.pyr.tif`;
+    await buildPyramid(source, target, options);
+    expect((await probe(target, options.maxInputPixels)).levels.length).toBe(3);
+    await expectQuadrants(target, w, h);
+  });
+
+  it('converts a 16-bit grey JPEG 2000 to 8-bit', async () => {
+    const [w, h] = [300, 200];
+    const raw = Buffer.alloc(w * h * 2);
+    for (let i = 0; i < w * h; i++) raw.writeUInt16LE(i % w < w / 2 ? 0 : 65535, i * 2);
+    const source = join(root, 'grey16.j2k');
+    await writeFile(source, await encodeJ2k(raw, w, h, 1, 16));
+    const target = `${source}.pyr.tif`;
+    await buildPyramid(source, target, options);
+    const png = await sharp(target).png().toBuffer();
+    expect((await pixel(png, 50, 100))[0]).toBeLessThan(20);
+    expect((await pixel(png, 250, 100))[0]).toBeGreaterThan(235);
+    expect((await sharp(png).metadata()).depth).toBe('uchar');
+  });
+
+  it('refuses a JPEG 2000 whose header declares too many pixels, before decoding', async () => {
+    const stream = await encodeJ2k(await quadrantsRaw(64, 64), 64, 64, 3);
+    // SIZ segment: FF4F FF51 Lsiz Rsiz Xsiz Ysiz …: declare 60000×60000.
+    const bomb = Buffer.from(stream);
+    bomb.writeUInt32BE(60_000, 8);
+    bomb.writeUInt32BE(60_000, 12);
+    const path = join(root, 'bomb.j2k');
+    await writeFile(path, bomb);
+    await expect(decodeJpeg2000(path, options.maxInputPixels)).rejects.toMatchObject({ statusCode: 413 });
+  });
+
+  it('refuses broken JPEG 2000 with a clear 422', async () => {
+    const path = join(root, 'broken.jp2');
+    await writeFile(path, Buffer.concat([Buffer.from([0, 0, 0, 12]), Buffer.from('jP  \r\n\u0087\n', 'latin1'), Buffer.alloc(100, 7)]));
+    const error = await decodeJpeg2000(path, options.maxInputPixels).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(IiifError);
+    expect((error as IiifError).statusCode).toBe(422);
+    expect(() => codestreamOf(Buffer.alloc(3))).toThrow(/no codestream/);
+  });
+});
