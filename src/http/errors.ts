@@ -10,6 +10,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | IiifError, request, reply) => {
     if (error instanceof IiifError) {
       if (error.statusCode >= 500) request.log.error({ err: error }, error.message);
+      reply.headers(error.headers);
       return sendError(reply, error.statusCode, error.message);
     }
     const status = error.statusCode ?? 500;
