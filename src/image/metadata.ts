@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import sharp from 'sharp';
 import { sourceTooLarge, undecodableSource } from '../errors.js';
 import type { Dimensions } from '../iiif/plan.js';
-import type { SourceRef } from '../source/source.js';
+import { sourceInput, type SourceRef } from '../source/source.js';
 
 /** One resolution stored in the file: page 0 is the full image, later pages smaller copies. */
 export interface Level extends Dimensions {
@@ -31,19 +31,25 @@ export class MetadataReader {
   }
 
   read(source: SourceRef): Promise<ImageMetadata> {
-    const key = `${source.path}\u0000${source.version}`;
+    const key = `${source.identifier}\u0000${source.version}`;
     let pending = this.cache.get(key);
     if (!pending) {
       // Caching the promise makes concurrent first requests share one probe.
-      pending = probe(source.path, this.maxInputPixels);
+      pending = probe(sourceInput(source), this.maxInputPixels);
       this.cache.set(key, pending);
       pending.catch(() => this.cache.delete(key));
     }
     return pending;
   }
+
+  /** Drops every version remembered for an identifier (an operator's purge). */
+  forget(identifier: string): void {
+    const prefix = `${identifier}\u0000`;
+    for (const key of [...this.cache.keys()]) if (key.startsWith(prefix)) this.cache.delete(key);
+  }
 }
 
-export async function probe(path: string, maxInputPixels: number): Promise<ImageMetadata> {
+export async function probe(path: string | Buffer, maxInputPixels: number): Promise<ImageMetadata> {
   // Headers only: safe for any declared size, so the limit is checked here with a clear message.
   const meta = await sharp(path, { limitInputPixels: false }).metadata().catch((error: unknown) => {
     throw undecodableSource(`the stored image cannot be read: ${describe(error)}`);

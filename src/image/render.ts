@@ -44,7 +44,7 @@ export function regionAtLevel(region: Rect, full: { width: number; height: numbe
  * format. Output is 8-bit sRGB (or grey) with all metadata, EXIF orientation included, stripped.
  */
 export async function render(
-  path: string,
+  path: string | Buffer,
   metadata: ImageMetadata,
   plan: RenderPlan,
   maxInputPixels: number,
