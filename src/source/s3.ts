@@ -107,7 +107,8 @@ export class S3Source implements ImageSource {
           new ListObjectsV2Command({
             Bucket: this.config.bucket,
             Prefix: this.config.prefix || undefined,
-            MaxKeys: Math.min(1000, limit - identifiers.length),
+            // Full pages: some keys may not be servable identifiers, and a page costs the same.
+            MaxKeys: 1000,
             ContinuationToken: token,
           }),
           { abortSignal: signal },
