@@ -62,6 +62,7 @@ const DATA_SUFFIX = '.data';
 const META_SUFFIX = '.json';
 
 interface Entry<M> extends CachedFile<M> {
+  metaPath: string;
   /** Real bytes on disk of the data file and its sidecar. */
   diskBytes: number;
 }
@@ -80,7 +81,8 @@ interface Sidecar<M> {
  *   its length matches what the producer promised, so a reader never sees a partial file. A
  *   sidecar JSON beside each file keeps the key, length and the caller's metadata (an S3 ETag,
  *   a fetch time), and is written after the data, so a crash between the two leaves an entry
- *   without a sidecar, which the next start deletes.
+ *   without a sidecar, which the next start deletes. Each stored version gets fresh file names,
+ *   so replacing or evicting one version never races with another being put in place.
  * - Least-recently-used entries are deleted until the folder's real size (allocated blocks,
  *   sidecars included) is within the bound. A file being read is not reference-counted: on
  *   POSIX, unlinking a file that sharp has open leaves its bytes readable until closed, and the
@@ -179,21 +181,22 @@ export class DiskCache<M> {
         throw new CacheUnavailableError(`a ${produced.size}-byte file does not fit a ${this.options.maxBytes}-byte cache`);
       }
     } catch (error) {
-      await unlink(temp).catch(() => undefined);
+      await deleteFiles(temp);
       throw isDiskError(error) ? this.noteFailure(error) : error;
     }
-    const { data, meta } = this.pathsFor(key);
+    // Every stored version gets fresh names, so no path is ever reused: an eviction or a
+    // replacement unlinking an old version can never hit a file that is being put in place.
+    const { data, meta } = this.freshPaths(key);
     try {
       await rename(temp, data);
       await writeAtomically(meta, JSON.stringify({ key, size: produced.size, meta: produced.meta } satisfies Sidecar<M>));
-      const entry: Entry<M> = { key, path: data, size: produced.size, meta: produced.meta, diskBytes: await diskBytes(data, meta) };
-      this.insert(entry);
+      const entry: Entry<M> = { key, path: data, metaPath: meta, size: produced.size, meta: produced.meta, diskBytes: await diskBytes(data, meta) };
+      await this.insert(entry);
       this.noteSuccess();
       await this.evictToBound(key);
       return entry;
     } catch (error) {
-      await Promise.all([unlink(temp), unlink(data), unlink(meta)].map((p) => p.catch(() => undefined)));
-      this.forgetEntry(key);
+      await deleteFiles(temp, data, meta);
       throw isDiskError(error) ? this.noteFailure(error) : error;
     }
   }
@@ -204,7 +207,7 @@ export class DiskCache<M> {
     if (!entry) return;
     entry.meta = meta;
     try {
-      await writeAtomically(this.pathsFor(key).meta, JSON.stringify({ key, size: entry.size, meta } satisfies Sidecar<M>));
+      await writeAtomically(entry.metaPath, JSON.stringify({ key, size: entry.size, meta } satisfies Sidecar<M>));
     } catch (error) {
       this.noteFailure(error);
     }
@@ -212,69 +215,77 @@ export class DiskCache<M> {
 
   /** Deletes the entry for key; true when there was one. */
   async remove(key: string): Promise<boolean> {
-    const existed = this.forgetEntry(key);
-    const { data, meta } = this.pathsFor(key);
-    await Promise.all([unlink(data), unlink(meta)].map((p) => p.catch(() => undefined)));
+    const entry = this.entries.get(key);
+    if (!entry) return false;
+    await this.drop(entry);
     this.publish();
-    return existed;
-  }
-
-  private pathsFor(key: string): { data: string; meta: string } {
-    const name = createHash('sha256').update(key).digest('hex');
-    return { data: join(this.options.dir, name + DATA_SUFFIX), meta: join(this.options.dir, name + META_SUFFIX) };
-  }
-
-  private insert(entry: Entry<M>): void {
-    this.forgetEntry(entry.key);
-    this.entries.set(entry.key, entry);
-    this.totalBytes += entry.diskBytes;
-    this.publish();
-  }
-
-  private forgetEntry(key: string): boolean {
-    const old = this.entries.get(key);
-    if (!old) return false;
-    this.entries.delete(key);
-    this.totalBytes -= old.diskBytes;
     return true;
   }
 
-  /** Deletes least recently used entries until within the bound; `keep` (just written) goes last. */
+  private freshPaths(key: string): { data: string; meta: string } {
+    const stem = join(this.options.dir, `${keyHash(key)}-${randomUUID()}`);
+    return { data: stem + DATA_SUFFIX, meta: stem + META_SUFFIX };
+  }
+
+  /** Indexes an entry as most recently used, deleting the files of the version it replaces. */
+  private async insert(entry: Entry<M>): Promise<void> {
+    const old = this.entries.get(entry.key);
+    if (old) this.unindex(old);
+    this.entries.set(entry.key, entry);
+    this.totalBytes += entry.diskBytes;
+    this.publish();
+    if (old) await deleteFiles(old.path, old.metaPath);
+  }
+
+  /** Unindexes and deletes exactly this entry (not a newer one for the same key). */
+  private async drop(entry: Entry<M>): Promise<void> {
+    if (this.unindex(entry)) await deleteFiles(entry.path, entry.metaPath);
+  }
+
+  private unindex(entry: Entry<M>): boolean {
+    if (this.entries.get(entry.key) !== entry) return false;
+    this.entries.delete(entry.key);
+    this.totalBytes -= entry.diskBytes;
+    return true;
+  }
+
+  /** Deletes least recently used entries until within the bound; `keep` (just written) is spared. */
   private async evictToBound(keep?: string): Promise<void> {
     for (const entry of [...this.entries.values()]) {
       if (this.totalBytes <= this.options.maxBytes) break;
-      if (entry.key === keep) continue;
-      this.forgetEntry(entry.key);
+      if (entry.key === keep || this.entries.get(entry.key) !== entry) continue;
       this.evictions.inc();
-      const { data, meta } = this.pathsFor(entry.key);
-      await Promise.all([unlink(data), unlink(meta)].map((p) => p.catch(() => undefined)));
+      await this.drop(entry);
     }
     this.publish();
   }
 
   private async rebuild(): Promise<void> {
     const names = await readdir(this.options.dir);
-    const found: Array<{ entry: Entry<M>; mtimeMs: number }> = [];
-    const valid = new Set<string>();
+    const newest = new Map<string, { entry: Entry<M>; mtimeMs: number }>();
     for (const name of names.filter((n) => n.endsWith(META_SUFFIX))) {
-      const meta = join(this.options.dir, name);
-      const data = meta.slice(0, -META_SUFFIX.length) + DATA_SUFFIX;
+      const metaPath = join(this.options.dir, name);
+      const data = metaPath.slice(0, -META_SUFFIX.length) + DATA_SUFFIX;
       try {
-        const sidecar = JSON.parse(await readFile(meta, 'utf8')) as Sidecar<M>;
-        const [dataInfo, metaInfo] = await Promise.all([stat(data), stat(meta)]);
-        if (typeof sidecar.key !== 'string' || dataInfo.size !== sidecar.size || this.pathsFor(sidecar.key).meta !== meta) continue;
-        found.push({
-          entry: { key: sidecar.key, path: data, size: sidecar.size, meta: sidecar.meta, diskBytes: allocated(dataInfo) + allocated(metaInfo) },
+        const sidecar = JSON.parse(await readFile(metaPath, 'utf8')) as Sidecar<M>;
+        const [dataInfo, metaInfo] = await Promise.all([stat(data), stat(metaPath)]);
+        if (typeof sidecar.key !== 'string' || !name.startsWith(`${keyHash(sidecar.key)}-`) || dataInfo.size !== sidecar.size) continue;
+        const found = {
+          entry: { key: sidecar.key, path: data, metaPath, size: sidecar.size, meta: sidecar.meta, diskBytes: allocated(dataInfo) + allocated(metaInfo) },
           mtimeMs: Math.max(dataInfo.mtimeMs, metaInfo.mtimeMs),
-        });
-        valid.add(name).add(name.slice(0, -META_SUFFIX.length) + DATA_SUFFIX);
+        };
+        // A crash while replacing can leave two versions of one key: the newer wins.
+        const other = newest.get(sidecar.key);
+        if (!other || other.mtimeMs < found.mtimeMs) newest.set(sidecar.key, found);
       } catch {
         // Unreadable sidecar or missing data: the pair is deleted below.
       }
     }
-    // Leftover temporary files, data without a sidecar and anything unrecognised go.
-    await Promise.all(names.filter((n) => !valid.has(n)).map((n) => unlink(join(this.options.dir, n)).catch(() => undefined)));
-    for (const { entry } of found.sort((a, b) => a.mtimeMs - b.mtimeMs)) this.insert(entry);
+    const kept = [...newest.values()].sort((a, b) => a.mtimeMs - b.mtimeMs);
+    const valid = new Set(kept.flatMap(({ entry }) => [entry.path, entry.metaPath]));
+    // Leftover temporary files, superseded versions, data without a sidecar and anything unrecognised go.
+    await deleteFiles(...names.map((n) => join(this.options.dir, n)).filter((path) => !valid.has(path)));
+    for (const { entry } of kept) await this.insert(entry);
     await this.evictToBound();
   }
 
@@ -299,6 +310,12 @@ export class DiskCache<M> {
     this.bytesGauge.set(this.totalBytes);
     this.entriesGauge.set(this.entries.size);
   }
+}
+
+const keyHash = (key: string): string => createHash('sha256').update(key).digest('hex');
+
+async function deleteFiles(...paths: string[]): Promise<void> {
+  await Promise.all(paths.map((path) => unlink(path).catch(() => undefined)));
 }
 
 function isDiskError(error: unknown): boolean {

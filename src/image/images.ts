@@ -26,7 +26,7 @@ export class Images {
 
   async resolve(identifier: string): Promise<ResolvedImage> {
     const source = await this.source.resolve(identifier);
-    return { source, metadata: await this.metadata.read(source) };
+    return this.withPresentFile(source, async (present) => ({ source: present, metadata: await this.metadata.read(present) }));
   }
 
   plan(version: ApiVersion, request: ImageRequest, image: ResolvedImage): RenderPlan {
@@ -36,14 +36,9 @@ export class Images {
   async render(image: ResolvedImage, plan: RenderPlan): Promise<Rendered> {
     const done = this.metrics.renderSeconds.startTimer({ format: plan.format });
     try {
-      return await this.renderSource(image.source, image, plan);
-    } catch (error) {
-      // A cached copy can be evicted between resolving and reading (see DiskCache): resolve
-      // once more, which fetches it again, rather than failing the request.
-      if (image.source.bytes || (await exists(image.source.path))) throw error;
-      const again = await this.source.resolve(image.source.identifier);
-      if (again.version !== image.source.version) throw error;
-      return await this.renderSource(again, image, plan);
+      return await this.withPresentFile(image.source, (present) =>
+        render(sourceInput(present), image.metadata, plan, this.config.maxInputPixels),
+      );
     } finally {
       done();
     }
@@ -55,8 +50,20 @@ export class Images {
     this.metadata.forget(identifier);
   }
 
-  private renderSource(source: SourceRef, image: ResolvedImage, plan: RenderPlan): Promise<Rendered> {
-    return render(sourceInput(source), image.metadata, plan, this.config.maxInputPixels);
+  /**
+   * Runs `read` on the source's file. A cached copy can be evicted between resolving and
+   * opening it (see DiskCache); then the source is resolved once more, which fetches it again,
+   * rather than failing the request.
+   */
+  private async withPresentFile<T>(source: SourceRef, read: (source: SourceRef) => Promise<T>): Promise<T> {
+    try {
+      return await read(source);
+    } catch (error) {
+      if (source.bytes || (await exists(source.path))) throw error;
+      const again = await this.source.resolve(source.identifier);
+      if (again.version !== source.version) throw error;
+      return read(again);
+    }
   }
 }
 

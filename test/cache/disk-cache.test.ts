@@ -1,6 +1,6 @@
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CacheUnavailableError, DiskCache, IncompleteWriteError, type Log } from '../../src/cache/disk-cache.js';
 import { Metrics } from '../../src/metrics.js';
@@ -71,6 +71,22 @@ describe('DiskCache', () => {
     expect((await readdir(dir)).sort()).toEqual([kept.path.split('/').at(-1)!, kept.path.split('/').at(-1)!.replace('.data', '.json')].sort());
     expect(reopened.bytes).toBeGreaterThan(0);
     expect(reopened.bytes).toBeLessThan(cache.bytes); // the broken entry no longer counts
+  });
+
+  it('keeps the newer version when a crash left two for one key', async () => {
+    const { cache, dir } = await openCache();
+    const v1 = await cache.put('k', writing(Buffer.alloc(3000, 1)));
+    const crashed = join(dir, `${basename(v1.path).split('-')[0]}-crashed`);
+    await copyFile(v1.path, `${crashed}.data`);
+    await copyFile(v1.path.replace(/\.data$/, '.json'), `${crashed}.json`);
+    const past = new Date(Date.now() - 3_600_000);
+    await utimes(`${crashed}.data`, past, past);
+    await utimes(`${crashed}.json`, past, past);
+    await cache.put('k', writing(Buffer.alloc(4000, 2)));
+
+    const { cache: reopened } = await openCache(dir);
+    expect(reopened.get('k')?.size).toBe(4000);
+    expect((await readdir(dir)).filter((name) => name.includes('crashed'))).toEqual([]);
   });
 
   it('starts degraded, without throwing, when its folder cannot be created', async () => {

@@ -4,6 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { parseImageRequest } from '../../src/iiif/parse.js';
+import { Images } from '../../src/image/images.js';
+import { Metrics } from '../../src/metrics.js';
 import { BLUE, GREEN, near, pixel, quadrants, RED, YELLOW } from '../fixtures.js';
 import { s3App, type S3App } from './s3-app.js';
 import { S3Store } from './s3-store.js';
@@ -129,6 +133,18 @@ describe('S3 source: disk cache', () => {
     await s3.app.inject(tile('n0.png'));
     expect(store.gets('n0.png')).toBe(2);
     expect(await bytesOnDisk(s3.cacheDir)).toBeLessThanOrEqual(bound);
+  });
+
+  it('renders an image whose cached file was evicted after it was resolved, by fetching it again', async () => {
+    const s3 = await open();
+    const images = new Images(s3.source, loadConfig({}), new Metrics());
+    const image = await images.resolve('chart.png');
+    await s3.source.purge!('chart.png'); // the file goes, as in an eviction between resolve and render
+    const gets = store.gets('chart.png');
+    const plan = images.plan(3, parseImageRequest(3, 'full', 'max', '0', 'default.png'), image);
+    const rendered = await images.render(image, plan);
+    expect(near(await pixel(rendered.data, 10, 10), RED)).toBe(true);
+    expect(store.gets('chart.png')).toBe(gets + 1);
   });
 
   it('is rebuilt from its folder after a restart: no refetch, leftovers removed', async () => {
