@@ -1,6 +1,6 @@
+import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { buildApp } from './http/app.js';
-import { pino } from 'pino';
 import { Metrics } from './metrics.js';
 import { openSource } from './source/open.js';
 
