@@ -1,4 +1,5 @@
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { defaultSampleFolder } from './paths.js';
 import type { OutputLimits } from './iiif/request.js';
 
@@ -40,6 +41,39 @@ export interface Config {
   sharpConcurrency: number;
   /** libvips operation cache in MiB (0 turns it off). */
   sharpCacheMb: number;
+  /** Where images come from: a local folder (fileRoot) or an S3 bucket (s3). */
+  source: 'folder' | 's3';
+  /** Set exactly when source is 's3'. */
+  s3: S3Config | undefined;
+  /** Local disk cache for remote source objects. */
+  cache: { dir: string; maxBytes: number };
+  /** Bearer token for /admin routes; undefined disables them. */
+  adminToken: string | undefined;
+}
+
+export interface S3Config {
+  bucket: string;
+  /** Prepended to the identifier to make the object key. */
+  prefix: string;
+  /** An S3-compatible endpoint URL; undefined means AWS's own. */
+  endpoint: string | undefined;
+  forcePathStyle: boolean;
+  /** undefined leaves the region to the AWS chain (AWS_REGION, which ECS sets). */
+  region: string | undefined;
+  /** Longest wait for a connection or for the next bytes of a response, per attempt. */
+  timeoutMs: number;
+  /** Hard limit for one fetch, all attempts and backoff included. */
+  deadlineMs: number;
+  maxAttempts: number;
+  /** How long a cached object is served before S3 is asked whether it changed. */
+  revalidateSeconds: number;
+  /** How long "no such key" is remembered. */
+  negativeTtlSeconds: number;
+  negativeCacheEntries: number;
+  /** Largest object fetched into memory when the disk cache cannot be written. */
+  memoryFallbackMaxBytes: number;
+  /** Retry-After on a 503 caused by S3 being unavailable. */
+  retryAfterSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -93,7 +127,18 @@ export function loadConfig(env: Env = process.env): Config {
     renderMemoryBytes: read.integer('IIIF_RENDER_MEMORY_BYTES', 1024 ** 3, 1024 * 1024, 1024 ** 4),
     sharpConcurrency: read.integer('IIIF_SHARP_CONCURRENCY', 1, 0, 1024),
     sharpCacheMb: read.integer('IIIF_SHARP_CACHE_MB', 64, 0, 65_536),
+    source: read.oneOf('IIIF_SOURCE', 'folder', ['folder', 's3']) as Config['source'],
+    s3: undefined,
+    cache: {
+      dir: read.string('IIIF_CACHE_DIR', join(tmpdir(), 'iiif-elastic-cache')),
+      maxBytes: read.integer('IIIF_CACHE_MAX_BYTES', 10 * 1024 ** 3, 1024 * 1024, Number.MAX_SAFE_INTEGER),
+    },
+    adminToken: read.string('IIIF_ADMIN_TOKEN', '') || undefined,
   };
+  if (config.source === 's3') config.s3 = readS3(read, problems);
+  if (config.adminToken !== undefined && config.adminToken.length < 16) {
+    problems.push('IIIF_ADMIN_TOKEN must be at least 16 characters');
+  }
   if (config.tileSize > Math.min(config.limits.maxWidth, config.limits.maxHeight)) {
     problems.push(`IIIF_TILE_SIZE (${config.tileSize}) must not exceed IIIF_MAX_WIDTH and IIIF_MAX_HEIGHT`);
   }
@@ -102,6 +147,28 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+function readS3(read: EnvReader, problems: string[]): S3Config {
+  const bucket = read.string('IIIF_S3_BUCKET', '');
+  if (bucket === '') problems.push('IIIF_S3_BUCKET must be set when IIIF_SOURCE is s3');
+  const endpoint = read.url('IIIF_S3_ENDPOINT');
+  return {
+    bucket,
+    prefix: read.string('IIIF_S3_PREFIX', ''),
+    endpoint,
+    // S3-compatible stores (MinIO, s3rver, Ceph) rarely have per-bucket DNS names.
+    forcePathStyle: read.boolean('IIIF_S3_FORCE_PATH_STYLE', endpoint !== undefined),
+    region: read.string('IIIF_S3_REGION', '') || undefined,
+    timeoutMs: read.integer('IIIF_S3_TIMEOUT_MS', 5_000, 100, 600_000),
+    deadlineMs: read.integer('IIIF_S3_DEADLINE_MS', 20_000, 100, 3_600_000),
+    maxAttempts: read.integer('IIIF_S3_MAX_ATTEMPTS', 3, 1, 10),
+    revalidateSeconds: read.integer('IIIF_S3_REVALIDATE_SECONDS', 300, 0, 31_536_000),
+    negativeTtlSeconds: read.integer('IIIF_S3_NEGATIVE_TTL_SECONDS', 30, 0, 86_400),
+    negativeCacheEntries: read.integer('IIIF_S3_NEGATIVE_CACHE_ENTRIES', 10_000, 1, 10_000_000),
+    memoryFallbackMaxBytes: read.integer('IIIF_S3_MEMORY_FALLBACK_MAX_BYTES', 256 * 1024 ** 2, 0, Number.MAX_SAFE_INTEGER),
+    retryAfterSeconds: read.integer('IIIF_S3_RETRY_AFTER_SECONDS', 5, 1, 3_600),
+  };
 }
 
 class EnvReader {
@@ -145,6 +212,17 @@ class EnvReader {
     if (allowed.includes(value)) return value;
     this.problems.push(`${name} must be one of ${allowed.join(', ')}, got "${value}"`);
     return fallback;
+  }
+
+  url(name: string): string | undefined {
+    const value = this.raw(name);
+    if (value === undefined) return undefined;
+    const url = URL.canParse(value) ? new URL(value) : undefined;
+    if (!url || !['http:', 'https:'].includes(url.protocol)) {
+      this.problems.push(`${name} must be an absolute http(s) URL, got "${value}"`);
+      return undefined;
+    }
+    return value;
   }
 
   baseUrl(name: string): string | undefined {

@@ -8,7 +8,7 @@ export class IiifError extends Error {
     readonly statusCode: number,
     readonly code: string,
     message: string,
-    /** Extra response headers, e.g. Retry-After on a 503. */
+    /** Extra response headers the error implies (Retry-After on a 503, WWW-Authenticate on a 401). */
     readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
@@ -38,3 +38,20 @@ export const renderTooLarge = (message: string): IiifError => new IiifError(413,
 /** Saturated: the client should come back after `retryAfterSeconds`. */
 export const overloaded = (message: string, retryAfterSeconds: number): IiifError =>
   new IiifError(503, 'IIIF_OVERLOADED', message, { 'retry-after': String(retryAfterSeconds) });
+
+/**
+ * The image store is unreachable, too slow or throttling us, after bounded retries. Temporary by
+ * nature, so clients (and the load balancer) are told when to try again.
+ */
+export const sourceUnavailable = (message: string, retryAfterSeconds: number): IiifError =>
+  new IiifError(503, 'IIIF_SOURCE_UNAVAILABLE', message, { 'retry-after': String(retryAfterSeconds) });
+
+/** The image store answered, but not usefully: an incomplete body or an error we cannot act on. */
+export const badGateway = (message: string): IiifError => new IiifError(502, 'IIIF_BAD_GATEWAY', message);
+
+/** No credentials where some are required. */
+export const unauthorized = (message: string): IiifError =>
+  new IiifError(401, 'IIIF_UNAUTHORIZED', message, { 'www-authenticate': 'Bearer' });
+
+/** Credentials given but wrong. */
+export const forbidden = (message: string): IiifError => new IiifError(403, 'IIIF_FORBIDDEN', message);

@@ -1,8 +1,9 @@
+import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { buildApp } from './http/app.js';
 import { configureSharp } from './image/sharp-setup.js';
 import { Metrics } from './metrics.js';
-import { FolderSource } from './source/folder.js';
+import { openSource } from './source/open.js';
 
 /**
  * Starts the server. Any configuration problem ends the process with exit code 1 and one
@@ -12,12 +13,14 @@ async function main(): Promise<void> {
   const config = loadConfig();
   configureSharp(config);
   const metrics = new Metrics();
-  const source = await FolderSource.open(config.fileRoot, config.sourceRecheckMs);
+  // The source logs before and outside requests (cache degraded, S3 failing), on the same stream.
+  const source = await openSource(config, metrics, pino({ level: config.logLevel }));
   const app = buildApp({ config, source, metrics });
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  app.log.info({ port, host: config.host, fileRoot: config.fileRoot }, `listening on http://${config.host}:${port}`);
+  const where = config.s3 ? { bucket: config.s3.bucket, prefix: config.s3.prefix } : { fileRoot: config.fileRoot };
+  app.log.info({ port, host: config.host, source: config.source, ...where }, `listening on http://${config.host}:${port}`);
 }
 
 main().catch((error: unknown) => {

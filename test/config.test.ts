@@ -81,4 +81,39 @@ describe('configuration', () => {
   it('rejects tiles that the output limits could never serve', () => {
     expect(problems({ IIIF_TILE_SIZE: '1024', IIIF_MAX_WIDTH: '512' }).join()).toMatch(/must not exceed IIIF_MAX_WIDTH/);
   });
+
+  describe('S3 source and caches', () => {
+    it('uses the folder source and no admin routes by default', () => {
+      expect(loadConfig({})).toMatchObject({ source: 'folder', s3: undefined, adminToken: undefined });
+    });
+
+    it('reads the S3 settings, with path-style addressing on by default for a custom endpoint', () => {
+      const config = loadConfig({
+        IIIF_SOURCE: 's3',
+        IIIF_S3_BUCKET: 'images',
+        IIIF_S3_PREFIX: 'iiif/',
+        IIIF_S3_ENDPOINT: 'http://127.0.0.1:9000',
+        IIIF_CACHE_DIR: '/var/cache/iiif',
+        IIIF_CACHE_MAX_BYTES: '2000000000',
+        IIIF_S3_REVALIDATE_SECONDS: '60',
+        IIIF_ADMIN_TOKEN: 'sixteen-chars-ok',
+      });
+      expect(config).toMatchObject({
+        source: 's3',
+        s3: { bucket: 'images', prefix: 'iiif/', endpoint: 'http://127.0.0.1:9000', forcePathStyle: true, region: undefined, revalidateSeconds: 60, maxAttempts: 3 },
+        cache: { dir: '/var/cache/iiif', maxBytes: 2_000_000_000 },
+        adminToken: 'sixteen-chars-ok',
+      });
+      expect(loadConfig({ IIIF_SOURCE: 's3', IIIF_S3_BUCKET: 'b' }).s3?.forcePathStyle).toBe(false);
+      expect(loadConfig({ IIIF_SOURCE: 's3', IIIF_S3_BUCKET: 'b', IIIF_S3_ENDPOINT: 'http://x', IIIF_S3_FORCE_PATH_STYLE: 'false' }).s3?.forcePathStyle).toBe(false);
+    });
+
+    it('requires a bucket for the S3 source, a sane endpoint and a long enough admin token', () => {
+      expect(problems({ IIIF_SOURCE: 's3' })).toEqual(['IIIF_S3_BUCKET must be set when IIIF_SOURCE is s3']);
+      expect(problems({ IIIF_SOURCE: 'ftp' }).join()).toMatch(/IIIF_SOURCE must be one of folder, s3/);
+      expect(problems({ IIIF_SOURCE: 's3', IIIF_S3_BUCKET: 'b', IIIF_S3_ENDPOINT: 'localhost:9000' }).join()).toMatch(/IIIF_S3_ENDPOINT must be an absolute http\(s\) URL/);
+      expect(problems({ IIIF_ADMIN_TOKEN: 'short' }).join()).toMatch(/IIIF_ADMIN_TOKEN must be at least 16 characters/);
+      expect(problems({ IIIF_CACHE_MAX_BYTES: '1000' }).join()).toMatch(/IIIF_CACHE_MAX_BYTES/);
+    });
+  });
 });

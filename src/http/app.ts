@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import { Images } from '../image/images.js';
 import { Metrics, type RouteKind } from '../metrics.js';
 import type { ImageSource } from '../source/source.js';
+import { registerAdminRoutes } from './admin-routes.js';
 import { registerErrorHandling, sendError } from './errors.js';
 import { registerIiifRoutes } from './iiif-routes.js';
 
@@ -61,6 +62,8 @@ export function buildApp({ config, source, metrics = new Metrics(), logger = tru
   app.get('/metrics', async (_request, reply) =>
     reply.type(metrics.registry.contentType).header('cache-control', 'no-store').send(await metrics.registry.metrics()),
   );
-  registerIiifRoutes(app, new Images(source, config, metrics), config);
+  const images = new Images(source, config, metrics);
+  registerIiifRoutes(app, images, config);
+  if (config.adminToken) registerAdminRoutes(app, images, config.adminToken);
   return app;
 }

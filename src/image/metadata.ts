@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import sharp from 'sharp';
 import { sourceTooLarge, undecodableSource } from '../errors.js';
 import type { Dimensions } from '../iiif/plan.js';
-import type { SourceRef } from '../source/source.js';
+import { sourceInput, type SourceRef } from '../source/source.js';
 import { readTiffLayout, type TiffPage } from './tiff-layout.js';
 
 /** One resolution stored in the file: page 0 is the full image, later pages smaller copies. */
@@ -15,7 +15,7 @@ export interface ImageMetadata extends Dimensions {
   levels: Level[];
   /** Whether EXIF orientation must be applied (width/height above are already oriented). */
   autoOrient: boolean;
-  /** The tile layout of a tiled TIFF, for sending stored JPEG tiles as they are. */
+  /** The tile layout of a tiled TIFF on disk, for sending stored JPEG tiles as they are. */
   tiffPages: TiffPage[] | undefined;
 }
 
@@ -34,19 +34,25 @@ export class MetadataReader {
   }
 
   read(source: SourceRef): Promise<ImageMetadata> {
-    const key = `${source.path}\u0000${source.version}`;
+    const key = `${source.identifier}\u0000${source.version}`;
     let pending = this.cache.get(key);
     if (!pending) {
       // Caching the promise makes concurrent first requests share one probe.
-      pending = probe(source.path, this.maxInputPixels);
+      pending = probe(sourceInput(source), this.maxInputPixels);
       this.cache.set(key, pending);
       pending.catch(() => this.cache.delete(key));
     }
     return pending;
   }
+
+  /** Drops every version remembered for an identifier (an operator's purge). */
+  forget(identifier: string): void {
+    const prefix = `${identifier}\u0000`;
+    for (const key of [...this.cache.keys()]) if (key.startsWith(prefix)) this.cache.delete(key);
+  }
 }
 
-export async function probe(path: string, maxInputPixels: number): Promise<ImageMetadata> {
+export async function probe(path: string | Buffer, maxInputPixels: number): Promise<ImageMetadata> {
   // Headers only: safe for any declared size, so the limit is checked here with a clear message.
   const meta = await sharp(path, { limitInputPixels: false }).metadata().catch((error: unknown) => {
     throw undecodableSource(`the stored image cannot be read: ${describe(error)}`);
@@ -71,7 +77,8 @@ export async function probe(path: string, maxInputPixels: number): Promise<Image
       levels.push({ width: level.width, height: level.height, page });
     }
   }
-  const tiffPages = !autoOrient && meta.format === 'tiff' ? await readTiffLayout(path) : undefined;
+  const onDisk = typeof path === 'string';
+  const tiffPages = onDisk && !autoOrient && meta.format === 'tiff' ? await readTiffLayout(path) : undefined;
   return { width, height, levels, autoOrient, tiffPages };
 }
 

@@ -56,7 +56,7 @@ export function regionAtLevel(region: Rect, full: { width: number; height: numbe
  * it. Output is 8-bit sRGB (or grey) with all metadata, EXIF orientation included, stripped.
  */
 export function render(
-  path: string,
+  path: string | Buffer,
   metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels' | 'autoOrient'>,
   plan: RenderPlan,
   maxInputPixels: number,

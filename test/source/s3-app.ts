@@ -1,0 +1,48 @@
+import type { FastifyInstance } from 'fastify';
+import type { Log } from '../../src/cache/disk-cache.js';
+import { loadConfig } from '../../src/config.js';
+import { buildApp } from '../../src/http/app.js';
+import { Metrics } from '../../src/metrics.js';
+import { openSource } from '../../src/source/open.js';
+import type { ImageSource } from '../../src/source/source.js';
+import { BUCKET, type S3Store } from './s3-store.js';
+
+export interface LogLine {
+  level: 'warn' | 'info';
+  message: string;
+}
+
+export interface S3App {
+  app: FastifyInstance;
+  source: ImageSource;
+  logs: LogLine[];
+  /** One sample's value from /metrics, 0 when absent. */
+  metric(line: string): Promise<number>;
+}
+
+/** The real app over the S3 source, configured through the same environment parsing as production. */
+export async function s3App(store: S3Store, cacheDir: string, env: Record<string, string> = {}): Promise<S3App> {
+  const config = loadConfig({
+    IIIF_SOURCE: 's3',
+    IIIF_S3_BUCKET: BUCKET,
+    IIIF_S3_ENDPOINT: store.endpoint,
+    IIIF_S3_REGION: 'us-east-1',
+    IIIF_CACHE_DIR: cacheDir,
+    ...env,
+  });
+  const logs: LogLine[] = [];
+  const log: Log = {
+    warn: (_details, message) => logs.push({ level: 'warn', message }),
+    info: (_details, message) => logs.push({ level: 'info', message }),
+  };
+  const metrics = new Metrics();
+  const source = await openSource(config, metrics, log);
+  const app = buildApp({ config, source, metrics, logger: false });
+  await app.ready();
+  const metric = async (line: string) => {
+    const text = await metrics.registry.metrics();
+    const found = text.split('\n').find((l) => l.startsWith(`${line} `));
+    return found ? Number(found.slice(line.length + 1)) : 0;
+  };
+  return { app, source, logs, metric };
+}
