@@ -49,6 +49,8 @@ export interface Config {
   cache: { dir: string; maxBytes: number };
   /** Bearer token for /admin routes; undefined disables them. */
   adminToken: string | undefined;
+  /** Pyramids made on first touch: their folder, bound, size threshold (0 = never) and tile quality. */
+  pyramids: { dir: string; maxBytes: number; thresholdPixels: number; quality: number; tileSize: number; maxInputPixels: number };
 }
 
 export interface S3Config {
@@ -96,6 +98,8 @@ export function loadConfig(env: Env = process.env): Config {
   const read = new EnvReader(env, problems);
 
   const maxWidth = read.integer('IIIF_MAX_WIDTH', 10_000, 1, 1_000_000);
+  const maxInputPixels = read.integer('IIIF_MAX_INPUT_PIXELS', 268_402_689, 1, 10_000_000_000);
+  const tileSize = read.integer('IIIF_TILE_SIZE', 256, 64, 4096);
   const config: Config = {
     port: read.integer('PORT', 3000, 0, 65_535),
     host: read.string('HOST', '0.0.0.0'),
@@ -111,8 +115,8 @@ export function loadConfig(env: Env = process.env): Config {
       maxHeight: read.integer('IIIF_MAX_HEIGHT', maxWidth, 1, 1_000_000),
       maxArea: read.integer('IIIF_MAX_AREA', 25_000_000, 1, 1_000_000_000_000),
     },
-    maxInputPixels: read.integer('IIIF_MAX_INPUT_PIXELS', 268_402_689, 1, 10_000_000_000),
-    tileSize: read.integer('IIIF_TILE_SIZE', 256, 64, 4096),
+    maxInputPixels,
+    tileSize,
     cacheMaxAge: read.integer('IIIF_CACHE_MAX_AGE', 86_400, 0, 31_536_000),
     metadataCacheEntries: read.integer('IIIF_METADATA_CACHE_ENTRIES', 10_000, 1, 10_000_000),
     resultCacheBytes: read.integer('IIIF_RESULT_CACHE_BYTES', 128 * 1024 * 1024, 0, 64 * 1024 ** 3),
@@ -134,6 +138,15 @@ export function loadConfig(env: Env = process.env): Config {
       maxBytes: read.integer('IIIF_CACHE_MAX_BYTES', 10 * 1024 ** 3, 1024 * 1024, Number.MAX_SAFE_INTEGER),
     },
     adminToken: read.string('IIIF_ADMIN_TOKEN', '') || undefined,
+    pyramids: {
+      dir: read.string('IIIF_PYRAMID_DIR', join(tmpdir(), 'iiif-elastic-pyramids')),
+      maxBytes: read.integer('IIIF_PYRAMID_CACHE_MAX_BYTES', 10 * 1024 ** 3, 1024 * 1024, Number.MAX_SAFE_INTEGER),
+      thresholdPixels: read.integer('IIIF_PYRAMID_THRESHOLD_PIXELS', 16_000_000, 0, Number.MAX_SAFE_INTEGER),
+      quality: read.integer('IIIF_PYRAMID_QUALITY', 85, 1, 100),
+      // Tiled as info.json advertises, decoded within the same input limit.
+      tileSize,
+      maxInputPixels,
+    },
   };
   if (config.source === 's3') config.s3 = readS3(read, problems);
   if (config.adminToken !== undefined && config.adminToken.length < 16) {

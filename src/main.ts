@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { buildApp } from './http/app.js';
+import { Pyramids } from './image/pyramids.js';
 import { configureSharp } from './image/sharp-setup.js';
 import { Metrics } from './metrics.js';
 import { openSource } from './source/open.js';
@@ -14,8 +15,10 @@ async function main(): Promise<void> {
   configureSharp(config);
   const metrics = new Metrics();
   // The source logs before and outside requests (cache degraded, S3 failing), on the same stream.
-  const source = await openSource(config, metrics, pino({ level: config.logLevel }));
-  const app = buildApp({ config, source, metrics });
+  const log = pino({ level: config.logLevel });
+  const source = await openSource(config, metrics, log);
+  const pyramids = config.pyramids.thresholdPixels > 0 ? await Pyramids.open(config.pyramids, metrics, log) : undefined;
+  const app = buildApp({ config, source, pyramids, metrics });
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
 import { Images } from '../image/images.js';
+import type { Pyramids } from '../image/pyramids.js';
 import { Metrics, type RouteKind } from '../metrics.js';
 import type { ImageSource } from '../source/source.js';
 import { registerAdminRoutes } from './admin-routes.js';
@@ -14,6 +15,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export interface AppOptions {
   config: Config;
   source: ImageSource;
+  /** Where pyramids made on first touch are kept; without it images are read as they are. */
+  pyramids?: Pyramids;
   /** The process's metrics registry; a fresh one when omitted (tests). */
   metrics?: Metrics;
   /** Defaults to JSON lines at config.logLevel; tests pass false. */
@@ -27,7 +30,7 @@ declare module 'fastify' {
   }
 }
 
-export function buildApp({ config, source, metrics = new Metrics(), logger = true }: AppOptions): FastifyInstance {
+export function buildApp({ config, source, pyramids, metrics = new Metrics(), logger = true }: AppOptions): FastifyInstance {
   const app = Fastify({
     logger: logger ? { level: config.logLevel } : false,
     logController: new LogController({ disableRequestLogging: !config.accessLog }),
@@ -62,7 +65,8 @@ export function buildApp({ config, source, metrics = new Metrics(), logger = tru
   app.get('/metrics', async (_request, reply) =>
     reply.type(metrics.registry.contentType).header('cache-control', 'no-store').send(await metrics.registry.metrics()),
   );
-  const images = new Images(source, config, metrics);
+  const images = new Images(source, config, metrics, pyramids);
+  app.addHook('onClose', async () => images.close());
   registerIiifRoutes(app, images, config);
   if (config.adminToken) registerAdminRoutes(app, images, config.adminToken);
   return app;

@@ -9,6 +9,7 @@ import type { Metrics } from '../metrics.js';
 import { sourceInput, type ImageSource, type SourceRef } from '../source/source.js';
 import { Admission, type Lane } from './admission.js';
 import { MetadataReader, type ImageMetadata } from './metadata.js';
+import type { Pyramids } from './pyramids.js';
 import { chooseLevel, regionAtLevel, render, renderFrom } from './render.js';
 import { locateTile, sendableAsStored } from './stored-tiles.js';
 import { TileReader } from './tile-reader.js';
@@ -39,8 +40,8 @@ export class Images {
     private readonly source: ImageSource,
     private readonly config: Config,
     private readonly metrics: Metrics,
+    private readonly pyramids?: Pyramids,
   ) {
-    this.metadata = new MetadataReader(config.maxInputPixels, config.metadataCacheEntries);
     this.results = new ResultCache(config.resultCacheBytes, config.resultCacheMaxItemBytes, metrics);
     this.admission = new Admission(
       {
@@ -50,11 +51,15 @@ export class Images {
       config.queueTimeoutMs,
       metrics,
     );
+    // Conversions are the most expensive work there is: they queue in the expensive lane.
+    const schedule = <T>(work: () => Promise<T>) => this.admission.run('expensive', work);
+    this.metadata = new MetadataReader(config.maxInputPixels, config.metadataCacheEntries, pyramids && { store: pyramids, schedule });
   }
 
+  /** The image's source, its metadata, and what renders read: the source file or its pyramid. */
   async resolve(identifier: string): Promise<ResolvedImage> {
     const source = await this.source.resolve(identifier);
-    return this.withPresentFile(source, async (present) => ({ source: present, metadata: await this.metadata.read(present) }));
+    return this.withPresentFiles({ source, metadata: undefined }, async (image) => image);
   }
 
   /** Plans a render and decides its lane; refuses (413) what could never fit the memory budget. */
@@ -76,7 +81,7 @@ export class Images {
 
   render(image: ResolvedImage, plan: ImagePlan): Promise<RenderOutcome> {
     const key = `${image.source.identifier}\u0000${image.source.version}\u0000${plan.canonical}`;
-    return this.results.get(key, () => this.withPresentFile(image.source, (source) => this.produce(source, image.metadata, plan)));
+    return this.results.get(key, () => this.withPresentFiles(image, (present) => this.produce(present.source, present.metadata, plan)));
   }
 
   /** The bytes, cheapest way first: a stored tile as it is, one stored tile decoded, the file through libvips. */
@@ -98,26 +103,42 @@ export class Images {
     });
   }
 
-  /** Forgets the source's copies, the probed metadata and the rendered results of an identifier. */
+  /** Forgets the source's copies, its pyramid, the probed metadata and the rendered results of an identifier. */
   async purge(identifier: string): Promise<void> {
     await this.source.purge?.(identifier);
+    await this.pyramids?.forget(identifier);
     this.metadata.forget(identifier);
     this.results.purge(`${identifier}\u0000`);
   }
 
+  /** Closes the files kept open for tile reads (the server is shutting down). */
+  close(): void {
+    this.tiles.clear();
+  }
+
+  /** Probes (or recalls) a source version; renders then read its pyramid when it has one. */
+  private async prepare(source: SourceRef): Promise<ResolvedImage> {
+    const { pyramidPath, metadata } = await this.metadata.read(source);
+    return { source: pyramidPath ? { ...source, path: pyramidPath, bytes: undefined } : source, metadata };
+  }
+
   /**
-   * Runs `read` on the source's file. A cached copy can be evicted between resolving and
-   * opening it (see DiskCache); then the source is resolved once more, which fetches it again,
-   * rather than failing the request.
+   * Runs `use` on a prepared image whose files are present. A cached copy (source or pyramid)
+   * can be evicted between resolving and opening it (see DiskCache); then the identifier is
+   * prepared once more, which fetches or builds it again, rather than failing the request.
    */
-  private async withPresentFile<T>(source: SourceRef, read: (source: SourceRef) => Promise<T>): Promise<T> {
+  private async withPresentFiles<T>(image: { source: SourceRef; metadata: ImageMetadata | undefined }, use: (image: ResolvedImage) => Promise<T>): Promise<T> {
+    let prepared: ResolvedImage | undefined;
     try {
-      return await read(source);
+      prepared = image.metadata ? (image as ResolvedImage) : await this.prepare(image.source);
+      return await use(prepared);
     } catch (error) {
-      if (source.bytes || (await exists(source.path))) throw error;
-      const again = await this.source.resolve(source.identifier);
-      if (again.version !== source.version) throw error;
-      return read(again);
+      const path = prepared?.source.path ?? image.source.path;
+      if (image.source.bytes || (await exists(path))) throw error;
+      this.metadata.forget(image.source.identifier);
+      const again = await this.prepare(await this.source.resolve(image.source.identifier));
+      if (again.source.version !== image.source.version) throw error;
+      return use(again);
     }
   }
 }

@@ -1,8 +1,11 @@
 import { LRUCache } from 'lru-cache';
 import sharp from 'sharp';
-import { sourceTooLarge, undecodableSource } from '../errors.js';
+import { CacheUnavailableError } from '../cache/disk-cache.js';
+import { sourceTooLarge, sourceUnavailable, undecodableSource } from '../errors.js';
 import type { Dimensions } from '../iiif/plan.js';
 import { sourceInput, type SourceRef } from '../source/source.js';
+import { isJpeg2000 } from './jpeg2000.js';
+import type { Pyramids } from './pyramids.js';
 import { readTiffLayout, type TiffPage } from './tiff-layout.js';
 
 /** One resolution stored in the file: page 0 is the full image, later pages smaller copies. */
@@ -19,30 +22,73 @@ export interface ImageMetadata extends Dimensions {
   tiffPages: TiffPage[] | undefined;
 }
 
+/** What renders read for a source version: its own file, or the pyramid made from it. */
+export interface Prepared {
+  /** The pyramid's path when one was built; otherwise the source is read as it is. */
+  pyramidPath: string | undefined;
+  metadata: ImageMetadata;
+}
+
+/** Runs expensive work (a pyramid conversion) through admission control. */
+export type Schedule = <T>(work: () => Promise<T>) => Promise<T>;
+
 /**
  * Reads image headers (never pixels) and remembers the answer per source version, so
- * info.json and every tile of an image cost one probe.
+ * info.json and every tile of an image cost one probe. On first touch it also has a pyramid
+ * built for sources that need one, and answers with the pyramid's metadata from then on.
  */
 export class MetadataReader {
-  private readonly cache: LRUCache<string, Promise<ImageMetadata>>;
+  private readonly cache: LRUCache<string, Promise<Prepared>>;
 
   constructor(
     private readonly maxInputPixels: number,
     maxEntries: number,
+    private readonly pyramids?: { store: Pyramids; schedule: Schedule },
   ) {
     this.cache = new LRUCache({ max: maxEntries });
   }
 
-  read(source: SourceRef): Promise<ImageMetadata> {
+  read(source: SourceRef): Promise<Prepared> {
     const key = `${source.identifier}\u0000${source.version}`;
     let pending = this.cache.get(key);
     if (!pending) {
-      // Caching the promise makes concurrent first requests share one probe.
-      pending = probe(sourceInput(source), this.maxInputPixels);
+      // Caching the promise makes concurrent first requests share one probe (and one conversion).
+      pending = this.prepare(source);
       this.cache.set(key, pending);
       pending.catch(() => this.cache.delete(key));
     }
     return pending;
+  }
+
+  private async prepare(source: SourceRef): Promise<Prepared> {
+    const input = sourceInput(source);
+    // Converting needs the source on disk; an in-memory copy (degraded cache) is read as it is.
+    if (!this.pyramids || typeof input !== 'string') return { pyramidPath: undefined, metadata: await probe(input, this.maxInputPixels) };
+    const { store, schedule } = this.pyramids;
+    // libvips cannot read JPEG 2000 at all: it is only ever served through its pyramid.
+    if (await isJpeg2000(input)) return this.fromPyramid(await this.pyramidOrUnavailable(store.pathFor(source, schedule)));
+    const metadata = await probe(input, this.maxInputPixels);
+    if (!store.wants(metadata)) return { pyramidPath: undefined, metadata };
+    try {
+      return await this.fromPyramid(await store.pathFor(source, schedule));
+    } catch (error) {
+      // No room to store a pyramid: serve from the source itself, slower but correct.
+      if (error instanceof CacheUnavailableError) return { pyramidPath: undefined, metadata };
+      throw error;
+    }
+  }
+
+  private async fromPyramid(path: string): Promise<Prepared> {
+    return { pyramidPath: path, metadata: await probe(path, this.maxInputPixels) };
+  }
+
+  private async pyramidOrUnavailable(building: Promise<string>): Promise<string> {
+    try {
+      return await building;
+    } catch (error) {
+      if (error instanceof CacheUnavailableError) throw sourceUnavailable('no room to convert this JPEG 2000 image right now; retry later', 30);
+      throw error;
+    }
   }
 
   /** Drops every version remembered for an identifier (an operator's purge). */

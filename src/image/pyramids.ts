@@ -1,0 +1,78 @@
+import { stat } from 'node:fs/promises';
+import { DiskCache, type Log } from '../cache/disk-cache.js';
+import { SingleFlight } from '../cache/single-flight.js';
+import type { Metrics } from '../metrics.js';
+import type { SourceRef } from '../source/source.js';
+import type { ImageMetadata } from './metadata.js';
+import { buildPyramid, wantsPyramid, type PyramidOptions } from './pyramid.js';
+
+export interface PyramidSettings extends PyramidOptions {
+  dir: string;
+  maxBytes: number;
+  /** Single-level images with at least this many pixels are converted on first touch. */
+  thresholdPixels: number;
+}
+
+interface PyramidMeta {
+  /** The source version the pyramid was built from; a newer source builds a new one. */
+  version: string;
+}
+
+/**
+ * Tiled pyramidal TIFFs made from sources that have none (large flat JPEG/PNG/WebP/TIFF, and
+ * JPEG 2000, which libvips cannot read), kept in their own bounded disk cache: built once per
+ * source version however many requests ask at once, written atomically, evicted least
+ * recently used, and found again after a restart.
+ */
+export class Pyramids {
+  private readonly building = new SingleFlight<string>();
+  private readonly builds;
+  private readonly buildSeconds;
+
+  private constructor(
+    private readonly cache: DiskCache<PyramidMeta>,
+    private readonly settings: PyramidSettings,
+    metrics: Metrics,
+  ) {
+    this.builds = metrics.counter('iiif_pyramid_builds_total', 'Pyramids converted on first touch, by result.', ['result']);
+    this.buildSeconds = metrics.histogram('iiif_pyramid_build_seconds', 'Time to convert one source into a pyramid.', [], [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120]);
+  }
+
+  static async open(settings: PyramidSettings, metrics: Metrics, log: Log): Promise<Pyramids> {
+    const cache = await DiskCache.open<PyramidMeta>({ dir: settings.dir, maxBytes: settings.maxBytes, name: 'pyramid', metrics, log });
+    return new Pyramids(cache, settings, metrics);
+  }
+
+  wants(metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels'>): boolean {
+    return wantsPyramid(metadata, this.settings.thresholdPixels);
+  }
+
+  /** The pyramid of this source version, built on first touch (throws CacheUnavailableError when it cannot be stored). */
+  async pathFor(source: SourceRef, schedule: <T>(work: () => Promise<T>) => Promise<T>): Promise<string> {
+    const current = this.cache.get(source.identifier);
+    if (current?.meta.version === source.version) return current.path;
+    return this.building.run(`${source.identifier}\u0000${source.version}`, () =>
+      schedule(async () => {
+        const done = this.buildSeconds.startTimer();
+        try {
+          const entry = await this.cache.put(source.identifier, async (temp) => {
+            await buildPyramid(source.path, temp, this.settings);
+            return { size: (await stat(temp)).size, meta: { version: source.version } };
+          });
+          this.builds.inc({ result: 'built' });
+          return entry.path;
+        } catch (error) {
+          this.builds.inc({ result: 'failed' });
+          throw error;
+        } finally {
+          done();
+        }
+      }),
+    );
+  }
+
+  /** Drops an identifier's pyramid (an operator's purge). */
+  forget(identifier: string): Promise<boolean> {
+    return this.cache.remove(identifier);
+  }
+}

@@ -1,0 +1,99 @@
+import { mkdtemp, readdir, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import sharp from 'sharp';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BLUE, GREEN, makeFixtures, near, pixel, quadrants, RED, YELLOW } from '../fixtures.js';
+import { appFor } from '../http/helpers.js';
+import { encodeJ2k, jp2Container } from '../j2k.js';
+
+let root: string;
+const apps: FastifyInstance[] = [];
+
+beforeAll(async () => {
+  ({ root } = await makeFixtures());
+  const raw = await sharp(await quadrants()).resize(3000, 2000, { fit: 'fill', kernel: 'nearest' }).removeAlpha().raw().toBuffer();
+  await sharp(raw, { raw: { width: 3000, height: 2000, channels: 3 } }).jpeg({ quality: 92 }).toFile(join(root, 'big.jpg'));
+  const small = await sharp(await quadrants()).resize(600, 400, { fit: 'fill', kernel: 'nearest' }).removeAlpha().raw().toBuffer();
+  await writeFile(join(root, 'scan.jp2'), jp2Container(await encodeJ2k(small, 600, 400, 3), 600, 400, 3));
+});
+afterEach(async () => {
+  await Promise.all(apps.splice(0).map((app) => app.close()));
+});
+
+async function open(env: Record<string, string> = {}) {
+  const app = await appFor(root, { IIIF_PYRAMID_THRESHOLD_PIXELS: '1000000', ...env });
+  apps.push(app);
+  return app;
+}
+
+const builds = async (app: FastifyInstance) =>
+  Number(/^iiif_pyramid_builds_total\{result="built"\} (\d+)$/m.exec((await app.inject('/metrics')).body)?.[1] ?? 0);
+
+async function expectQuadrants(data: Buffer) {
+  const { width = 0, height = 0 } = await sharp(data).metadata();
+  const at = (fx: number, fy: number) => pixel(data, Math.floor(width * fx), Math.floor(height * fy));
+  expect(near(await at(0.25, 0.25), RED)).toBe(true);
+  expect(near(await at(0.75, 0.25), GREEN)).toBe(true);
+  expect(near(await at(0.25, 0.75), BLUE)).toBe(true);
+  expect(near(await at(0.75, 0.75), YELLOW)).toBe(true);
+}
+
+describe('pyramids made on first touch', () => {
+  it('converts a large plain JPEG once, however many requests arrive together, then reads the pyramid', async () => {
+    const pyramidDir = await mkdtemp(join(tmpdir(), 'pyr-'));
+    const app = await open({ IIIF_PYRAMID_DIR: pyramidDir });
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => app.inject(i % 2 ? '/iiif/3/big.jpg/info.json' : '/iiif/3/big.jpg/0,0,1024,1024/256,256/0/default.jpg')),
+    );
+    expect(responses.map((r) => r.statusCode)).toEqual(Array(20).fill(200));
+    expect(await builds(app)).toBe(1);
+    expect((await readdir(pyramidDir)).filter((name) => name.endsWith('.data'))).toHaveLength(1);
+    // Levels now come from the pyramid, and aligned tiles are its stored JPEG tiles.
+    const info = responses[1]!.json();
+    expect(info.tiles[0].scaleFactors).toEqual([1, 2, 4, 8, 16]);
+    const tile = responses[0]!;
+    expect(tile.headers['x-iiif-source-level']).toBe('2');
+    expect(tile.headers['x-iiif-render']).toMatch(/^passthrough/);
+    expect(near(await pixel(tile.rawPayload, 128, 128), RED)).toBe(true);
+    await expectQuadrants((await app.inject('/iiif/3/big.jpg/full/600,/0/default.png')).rawPayload);
+  });
+
+  it('keeps its pyramids across a restart', async () => {
+    const pyramidDir = await mkdtemp(join(tmpdir(), 'pyr-'));
+    const first = await open({ IIIF_PYRAMID_DIR: pyramidDir });
+    expect((await first.inject('/iiif/3/big.jpg/info.json')).statusCode).toBe(200);
+    expect(await builds(first)).toBe(1);
+    const second = await open({ IIIF_PYRAMID_DIR: pyramidDir });
+    const tile = await second.inject('/iiif/3/big.jpg/0,0,2048,1536/256,192/0/default.jpg');
+    expect(tile.headers['x-iiif-source-level']).toBe('3');
+    expect(await builds(second)).toBe(0);
+  });
+
+  it('leaves images below the threshold as they are', async () => {
+    const app = await open({ IIIF_PYRAMID_THRESHOLD_PIXELS: '10000000' });
+    const tile = await app.inject('/iiif/3/big.jpg/0,0,1024,1024/256,256/0/default.jpg');
+    expect(tile.headers['x-iiif-source-level']).toBe('0');
+    expect(await builds(app)).toBe(0);
+  });
+
+  it('rebuilds when the source changes', async () => {
+    const app = await open({ IIIF_SOURCE_RECHECK_MS: '0' });
+    await app.inject('/iiif/3/big.jpg/info.json');
+    await utimes(join(root, 'big.jpg'), new Date(), new Date(Date.now() + 60_000));
+    expect((await app.inject('/iiif/3/big.jpg/info.json')).statusCode).toBe(200);
+    expect(await builds(app)).toBe(2);
+  });
+
+  it('serves JPEG 2000 through its pyramid with the right pixels', async () => {
+    const app = await open();
+    const info = (await app.inject('/iiif/3/scan.jp2/info.json')).json();
+    expect([info.width, info.height]).toEqual([600, 400]);
+    const image = await app.inject('/iiif/3/scan.jp2/full/max/0/default.png');
+    expect(image.statusCode).toBe(200);
+    await expectQuadrants(image.rawPayload);
+    const tile = await app.inject('/iiif/3/scan.jp2/300,0,300,200/150,/0/default.jpg');
+    expect(near(await pixel(tile.rawPayload, 75, 50), GREEN)).toBe(true);
+  });
+});
