@@ -140,3 +140,14 @@ export async function pixel(image: Buffer, x: number, y: number): Promise<number
 export function near(actual: number[], expected: number[], tolerance = 40): boolean {
   return actual.every((value, i) => Math.abs(value - expected[i]!) <= tolerance);
 }
+
+/** Asserts that an encoded image shows the quadrant chart: red | green over blue | yellow. */
+export async function expectQuadrantColours(image: Buffer): Promise<void> {
+  const { width = 0, height = 0 } = await sharp(image).metadata();
+  const at = (fx: number, fy: number) => pixel(image, Math.floor(width * fx), Math.floor(height * fy));
+  const found = [await at(0.25, 0.25), await at(0.75, 0.25), await at(0.25, 0.75), await at(0.75, 0.75)];
+  const expected = [RED, GREEN, BLUE, YELLOW];
+  if (!found.every((colour, i) => near(colour, expected[i]!))) {
+    throw new Error(`expected the quadrant chart, found ${JSON.stringify(found)}`);
+  }
+}
