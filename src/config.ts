@@ -17,6 +17,12 @@ export interface Config {
   cacheMaxAge: number;
   /** How many probed images (dimensions, pyramid levels) to keep in memory. */
   metadataCacheEntries: number;
+  /** Whether /metrics is served at all. */
+  metrics: boolean;
+  /** When set, /metrics is served only on this port (a second listener on `host`), not on `port`. */
+  metricsPort: number | undefined;
+  /** Most images the viewer's index page lists, so a huge collection cannot make `/` unbounded. */
+  listLimit: number;
 }
 
 export class ConfigError extends Error {
@@ -56,12 +62,22 @@ export function loadConfig(env: Env = process.env): Config {
     tileSize: read.integer('IIIF_TILE_SIZE', 256, 64, 4096),
     cacheMaxAge: read.integer('IIIF_CACHE_MAX_AGE', 86_400, 0, 31_536_000),
     metadataCacheEntries: read.integer('IIIF_METADATA_CACHE_ENTRIES', 10_000, 1, 10_000_000),
+    metrics: read.oneOf('IIIF_METRICS', 'on', ['on', 'off']) === 'on',
+    metricsPort: read.optionalInteger('IIIF_METRICS_PORT', 0, 65_535),
+    listLimit: read.integer('IIIF_LIST_LIMIT', 1000, 1, 100_000),
   };
   if (config.tileSize > Math.min(config.limits.maxWidth, config.limits.maxHeight)) {
     problems.push(`IIIF_TILE_SIZE (${config.tileSize}) must not exceed IIIF_MAX_WIDTH and IIIF_MAX_HEIGHT`);
   }
   if (config.tileSize * config.tileSize > config.limits.maxArea) {
     problems.push(`IIIF_TILE_SIZE (${config.tileSize}) squared must not exceed IIIF_MAX_AREA`);
+  }
+  if (config.metricsPort !== undefined) {
+    if (!config.metrics) problems.push('IIIF_METRICS_PORT is set but IIIF_METRICS is off');
+    // Port 0 twice is fine: each listener gets its own free port.
+    else if (config.metricsPort !== 0 && config.metricsPort === config.port) {
+      problems.push(`IIIF_METRICS_PORT (${config.metricsPort}) must differ from PORT`);
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
@@ -83,12 +99,16 @@ class EnvReader {
   }
 
   integer(name: string, fallback: number, min: number, max: number): number {
+    return this.optionalInteger(name, min, max) ?? fallback;
+  }
+
+  optionalInteger(name: string, min: number, max: number): number | undefined {
     const value = this.raw(name);
-    if (value === undefined) return fallback;
+    if (value === undefined) return undefined;
     const parsed = /^\d+$/.test(value) ? Number(value) : NaN;
     if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max) {
       this.problems.push(`${name} must be a whole number from ${min} to ${max}, got "${value}"`);
-      return fallback;
+      return undefined;
     }
     return parsed;
   }
