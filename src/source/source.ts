@@ -11,4 +11,9 @@ export interface SourceRef {
 export interface ImageSource {
   /** Resolves an identifier to a local file; throws a 404 IiifError when there is no such image. */
   resolve(identifier: string): Promise<SourceRef>;
+  /**
+   * Up to `limit` identifiers of the images available, sorted, for the viewer's index page.
+   * Optional: a source that cannot enumerate its images cheaply leaves it out.
+   */
+  list?(limit: number): Promise<string[]>;
 }
