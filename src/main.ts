@@ -1,7 +1,5 @@
-import { ConfigError, loadConfig } from './config.js';
-import { buildApp } from './http/app.js';
-import { Metrics } from './metrics.js';
-import { FolderSource } from './source/folder.js';
+import { loadConfig } from './config.js';
+import { startServer } from './server.js';
 
 /**
  * Starts the server. Any configuration problem ends the process with exit code 1 and one
@@ -9,17 +7,12 @@ import { FolderSource } from './source/folder.js';
  */
 async function main(): Promise<void> {
   const config = loadConfig();
-  const metrics = new Metrics();
-  const source = await FolderSource.open(config.fileRoot);
-  const app = buildApp({ config, source, metrics });
-  await app.listen({ port: config.port, host: config.host });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  app.log.info({ port, host: config.host, fileRoot: config.fileRoot }, `listening on http://${config.host}:${port}`);
+  const { app, port, metricsPort } = await startServer(config);
+  app.log.info({ port, metricsPort, host: config.host, fileRoot: config.fileRoot }, `listening on http://${config.host}:${port}`);
 }
 
 main().catch((error: unknown) => {
-  const message = error instanceof ConfigError || error instanceof Error ? error.message : String(error);
+  const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`iiif-elastic: ${message}\n`);
   process.exit(1);
 });

@@ -6,6 +6,7 @@ import { Metrics, type RouteKind } from '../metrics.js';
 import type { ImageSource } from '../source/source.js';
 import { registerErrorHandling, sendError } from './errors.js';
 import { registerIiifRoutes } from './iiif-routes.js';
+import { registerMetricsRoute } from './metrics-route.js';
 
 // A caller's X-Request-Id is reused in logs only when it is short and tame.
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -57,9 +58,8 @@ export function buildApp({ config, source, metrics = new Metrics(), logger = tru
 
   registerErrorHandling(app);
   app.get('/health', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
-  app.get('/metrics', async (_request, reply) =>
-    reply.type(metrics.registry.contentType).header('cache-control', 'no-store').send(await metrics.registry.metrics()),
-  );
+  // With IIIF_METRICS_PORT the scrape endpoint lives on its own listener (src/server.ts) only.
+  if (config.metrics && config.metricsPort === undefined) registerMetricsRoute(app, metrics);
   registerIiifRoutes(app, new Images(source, config, metrics), config);
   return app;
 }
