@@ -7,6 +7,7 @@ import type { ImageSource } from '../source/source.js';
 import { registerErrorHandling, sendError } from './errors.js';
 import { registerIiifRoutes } from './iiif-routes.js';
 import { registerMetricsRoute } from './metrics-route.js';
+import { registerViewer } from './viewer.js';
 
 // A caller's X-Request-Id is reused in logs only when it is short and tame.
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -60,6 +61,8 @@ export function buildApp({ config, source, metrics = new Metrics(), logger = tru
   app.get('/health', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
   // With IIIF_METRICS_PORT the scrape endpoint lives on its own listener (src/server.ts) only.
   if (config.metrics && config.metricsPort === undefined) registerMetricsRoute(app, metrics);
-  registerIiifRoutes(app, new Images(source, config, metrics), config);
+  const images = new Images(source, config, metrics);
+  registerIiifRoutes(app, images, config);
+  registerViewer(app, source, images, config);
   return app;
 }

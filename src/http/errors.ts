@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { IiifError } from '../errors.js';
+import { errorPage } from './viewer.js';
 
 /**
  * The one place errors become responses: a status and a short plain-text reason. Our own
@@ -8,14 +9,18 @@ import { IiifError } from '../errors.js';
  */
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | IiifError, request, reply) => {
+    // The viewer's pages are read by people: the same status, as a page with a way back.
+    const send = request.routeOptions.config.htmlErrors
+      ? (status: number, message: string) => sendHtmlError(reply, status, message, request.url)
+      : (status: number, message: string) => sendError(reply, status, message);
     if (error instanceof IiifError) {
       if (error.statusCode >= 500) request.log.error({ err: error }, error.message);
-      return sendError(reply, error.statusCode, error.message);
+      return send(error.statusCode, error.message);
     }
     const status = error.statusCode ?? 500;
-    if (status >= 400 && status < 500) return sendError(reply, status, error.message);
+    if (status >= 400 && status < 500) return send(status, error.message);
     request.log.error({ err: error }, 'unhandled error');
-    return sendError(reply, 500, 'internal server error');
+    return send(500, 'internal server error');
   });
 
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, `no route for ${request.method} ${request.url.split('?')[0]}`));
@@ -28,4 +33,8 @@ export function sendError(reply: FastifyReply, status: number, message: string):
     .header('cache-control', 'no-store')
     .type('text/plain; charset=utf-8')
     .send(`${message}\n`);
+}
+
+function sendHtmlError(reply: FastifyReply, status: number, message: string, path: string): FastifyReply {
+  return reply.code(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(errorPage(status, message, path));
 }
