@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Config } from './config.js';
+import { loadConfig, type Config } from './config.js';
 import { buildApp } from './http/app.js';
 import { buildMetricsApp } from './http/metrics-route.js';
 import { Metrics } from './metrics.js';
@@ -47,4 +47,16 @@ function boundPort(app: FastifyInstance): number {
   const address = app.server.address();
   if (typeof address !== 'object' || !address) throw new Error('the server is not listening on a TCP port');
   return address.port;
+}
+
+/**
+ * Reads the configuration from `env`, starts the server and logs where it listens: the whole of
+ * `npm start`, and of `iiif-elastic serve` (which passes its flags as environment variables).
+ */
+export async function serve(env: Record<string, string | undefined>): Promise<RunningServer> {
+  const config = loadConfig(env);
+  const running = await startServer(config);
+  const { app, port, metricsPort } = running;
+  app.log.info({ port, metricsPort, host: config.host, fileRoot: config.fileRoot }, `listening on http://${config.host}:${port}`);
+  return running;
 }

@@ -1,4 +1,5 @@
 import type { Config } from '../config.js';
+import { buildInfo, tileLayout } from '../iiif/info.js';
 import { planRender, type RenderPlan } from '../iiif/plan.js';
 import type { ApiVersion, ImageRequest } from '../iiif/request.js';
 import type { Metrics } from '../metrics.js';
@@ -26,6 +27,12 @@ export class Images {
   async resolve(identifier: string): Promise<ResolvedImage> {
     const source = await this.source.resolve(identifier);
     return { source, metadata: await this.metadata.read(source) };
+  }
+
+  /** The image information document (info.json) for an image published at `id`. */
+  info(version: ApiVersion, id: string, image: ResolvedImage): Record<string, unknown> {
+    const { tileSize, limits } = this.config;
+    return buildInfo[version]({ id, image: image.metadata, layout: tileLayout(image.metadata, tileSize, limits), limits });
   }
 
   plan(version: ApiVersion, request: ImageRequest, image: ResolvedImage): RenderPlan {
