@@ -69,6 +69,8 @@ async function zoomIn(page: Page, factor: number): Promise<void> {
 
 // The few parts of OpenSeadragon's API the test calls inside the page.
 interface OsdViewer {
+  /** The focusable element that takes keyboard input. */
+  canvas: { focus(): void };
   world: {
     getItemCount(): number;
     getItemAt(i: number): {
@@ -77,11 +79,11 @@ interface OsdViewer {
       removeHandler(event: string, handler: (event: { fullyLoaded: boolean }) => void): void;
     };
   };
-  viewport: { zoomBy(factor: number, point: undefined, immediately: boolean): void };
+  viewport: { zoomBy(factor: number, point: undefined, immediately: boolean): void; getZoom(): number };
 }
 
 describe('the viewer in Chromium', () => {
-  it('loads tiles, fetches deeper levels when zoomed in twice, and every tile is 200', { timeout: 4 * LOAD_DEADLINE }, async () => {
+  it('loads tiles, fetches deeper levels when zoomed in twice, every tile is 200, and the keyboard zooms', { timeout: 4 * LOAD_DEADLINE }, async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     const tiles: TileResponse[] = [];
     const failures: string[] = [];
@@ -121,6 +123,19 @@ describe('the viewer in Chromium', () => {
 
     await mkdir(join(projectRoot(), 'test-output'), { recursive: true });
     await page.screenshot({ path: join(projectRoot(), 'test-output', 'viewer.png') });
+
+    // Keyboard use: the image takes focus and "-" zooms out.
+    const zoom = () => page.evaluate(() => (globalThis as unknown as { viewer: OsdViewer }).viewer.viewport.getZoom());
+    const before = await zoom();
+    await page.evaluate(() => (globalThis as unknown as { viewer: OsdViewer }).viewer.canvas.focus());
+    await page.keyboard.press('-');
+    // OpenSeadragon applies held keys frame by frame: wait for the zoom to move.
+    await page.waitForFunction(
+      (start) => (globalThis as unknown as { viewer: OsdViewer }).viewer.viewport.getZoom() < start,
+      before,
+      { timeout: LOAD_DEADLINE },
+    );
+    const afterKey = await zoom();
     await page.close();
 
     expect(failures).toEqual([]);
@@ -128,5 +143,6 @@ describe('the viewer in Chromium', () => {
     expect(afterFirst).toBeLessThan(initial);
     expect(afterSecond).toBe(1); // zoomed 4× from the fitted view: full-resolution tiles
     expect(new Set(tiles.map((tile) => tile.scale)).size).toBeGreaterThanOrEqual(3);
+    expect(afterKey).toBeLessThan(before);
   });
 });
