@@ -5,7 +5,8 @@ import { errorPage } from './viewer.js';
 /**
  * The one place errors become responses: a status and a short plain-text reason. Our own
  * IiifErrors carry both; fastify's client errors (bad URL encoding, oversized bodies) keep their
- * 4xx; anything else is a bug, logged in full and answered with a bare 500.
+ * 4xx; anything else is a bug, logged in full and answered with a bare 500. Routes marked
+ * `htmlErrors` (the viewer's pages) get the same status and reason as a small HTML page.
  */
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | IiifError, request, reply) => {
