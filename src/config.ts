@@ -51,6 +51,12 @@ export interface Config {
   adminToken: string | undefined;
   /** Pyramids made on first touch: their folder, bound, size threshold (0 = never) and tile quality. */
   pyramids: { dir: string; maxBytes: number; thresholdPixels: number; quality: number; tileSize: number; maxInputPixels: number };
+  /** Whether /metrics is served at all. */
+  metrics: boolean;
+  /** When set, /metrics is served only on this port (a second listener on `host`), not on `port`. */
+  metricsPort: number | undefined;
+  /** Most images the viewer's index page lists, so a huge collection cannot make `/` unbounded. */
+  listLimit: number;
 }
 
 export interface S3Config {
@@ -147,6 +153,9 @@ export function loadConfig(env: Env = process.env): Config {
       tileSize,
       maxInputPixels,
     },
+    metrics: read.oneOf('IIIF_METRICS', 'on', ['on', 'off']) === 'on',
+    metricsPort: read.optionalInteger('IIIF_METRICS_PORT', 0, 65_535),
+    listLimit: read.integer('IIIF_LIST_LIMIT', 1000, 1, 100_000),
   };
   if (config.source === 's3') config.s3 = readS3(read, problems);
   if (config.adminToken !== undefined && config.adminToken.length < 16) {
@@ -157,6 +166,13 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (config.tileSize * config.tileSize > config.limits.maxArea) {
     problems.push(`IIIF_TILE_SIZE (${config.tileSize}) squared must not exceed IIIF_MAX_AREA`);
+  }
+  if (config.metricsPort !== undefined) {
+    if (!config.metrics) problems.push('IIIF_METRICS_PORT is set but IIIF_METRICS is off');
+    // Port 0 twice is fine: each listener gets its own free port.
+    else if (config.metricsPort !== 0 && config.metricsPort === config.port) {
+      problems.push(`IIIF_METRICS_PORT (${config.metricsPort}) must differ from PORT`);
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
@@ -200,12 +216,16 @@ class EnvReader {
   }
 
   integer(name: string, fallback: number, min: number, max: number): number {
+    return this.optionalInteger(name, min, max) ?? fallback;
+  }
+
+  optionalInteger(name: string, min: number, max: number): number | undefined {
     const value = this.raw(name);
-    if (value === undefined) return fallback;
+    if (value === undefined) return undefined;
     const parsed = /^\d+$/.test(value) ? Number(value) : NaN;
     if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max) {
       this.problems.push(`${name} must be a whole number from ${min} to ${max}, got "${value}"`);
-      return fallback;
+      return undefined;
     }
     return parsed;
   }

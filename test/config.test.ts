@@ -116,4 +116,14 @@ describe('configuration', () => {
       expect(problems({ IIIF_CACHE_MAX_BYTES: '1000' }).join()).toMatch(/IIIF_CACHE_MAX_BYTES/);
     });
   });
+
+  it('serves metrics on the main port by default, or only on IIIF_METRICS_PORT, or not at all', () => {
+    expect(loadConfig({})).toMatchObject({ metrics: true, metricsPort: undefined, listLimit: 1000 });
+    expect(loadConfig({ IIIF_METRICS_PORT: '9100', IIIF_LIST_LIMIT: '20' })).toMatchObject({ metrics: true, metricsPort: 9100, listLimit: 20 });
+    expect(loadConfig({ IIIF_METRICS: 'off' })).toMatchObject({ metrics: false, metricsPort: undefined });
+    expect(problems({ IIIF_METRICS: 'maybe' }).join()).toMatch(/IIIF_METRICS must be one of on, off/);
+    expect(problems({ IIIF_METRICS: 'off', IIIF_METRICS_PORT: '9100' }).join()).toMatch(/IIIF_METRICS_PORT is set but IIIF_METRICS is off/);
+    expect(problems({ PORT: '8080', IIIF_METRICS_PORT: '8080' }).join()).toMatch(/IIIF_METRICS_PORT \(8080\) must differ from PORT/);
+    expect(problems({ IIIF_METRICS_PORT: '65536' }).join()).toMatch(/IIIF_METRICS_PORT must be a whole number/);
+  });
 });

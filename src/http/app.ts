@@ -8,6 +8,8 @@ import type { ImageSource } from '../source/source.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import { registerErrorHandling, sendError } from './errors.js';
 import { registerIiifRoutes } from './iiif-routes.js';
+import { registerMetricsRoute } from './metrics-route.js';
+import { registerViewer } from './viewer.js';
 
 // A caller's X-Request-Id is reused in logs only when it is short and tame.
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -62,12 +64,12 @@ export function buildApp({ config, source, pyramids, metrics = new Metrics(), lo
 
   registerErrorHandling(app);
   app.get('/health', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
-  app.get('/metrics', async (_request, reply) =>
-    reply.type(metrics.registry.contentType).header('cache-control', 'no-store').send(await metrics.registry.metrics()),
-  );
+  // With IIIF_METRICS_PORT the scrape endpoint lives on its own listener (src/server.ts) only.
+  if (config.metrics && config.metricsPort === undefined) registerMetricsRoute(app, metrics);
   const images = new Images(source, config, metrics, pyramids);
   app.addHook('onClose', async () => images.close());
   registerIiifRoutes(app, images, config);
   if (config.adminToken) registerAdminRoutes(app, images, config.adminToken);
+  registerViewer(app, source, images, config);
   return app;
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 
 /** A strong entity tag from the parts that determine a response's bytes. */
-export function entityTag(...parts: string[]): string {
+export function entityTag(...parts: Array<string | Buffer>): string {
   const hash = createHash('sha256');
   for (const part of parts) hash.update(part).update('\u0000');
   return `"${hash.digest('base64url').slice(0, 27)}"`;

@@ -24,7 +24,8 @@ export function parseIiifPath(rawRest: string): IiifTarget {
   throw notFound('not a IIIF path: expected {identifier}/info.json or {identifier}/{region}/{size}/{rotation}/{quality}.{format}');
 }
 
-function decodeSegment(segment: string): string {
+/** One path segment, percent-decoded once; a malformed escape is a 400. */
+export function decodeSegment(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {

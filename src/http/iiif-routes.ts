@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
-import { buildInfo, CONTEXT, PROFILE, tileLayout } from '../iiif/info.js';
+import { CONTEXT, PROFILE } from '../iiif/info.js';
 import { parseImageRequest } from '../iiif/parse.js';
 import { MEDIA_TYPES, type ApiVersion } from '../iiif/request.js';
 import type { Images } from '../image/images.js';
@@ -72,13 +72,7 @@ async function redirectToInfo(context: RouteContext, target: Extract<IiifTarget,
 async function sendInfo(context: RouteContext, target: Extract<IiifTarget, { kind: 'info' }>) {
   const { version, request, reply, images, config } = context;
   const image = await images.resolve(target.identifier);
-  const info = buildInfo[version]({
-    id: imageBaseUri(context, target.identifier),
-    image: image.metadata,
-    layout: tileLayout(image.metadata, config.tileSize, config.limits),
-    limits: config.limits,
-  });
-  const body = JSON.stringify(info);
+  const body = JSON.stringify(images.info(version, imageBaseUri(context, target.identifier), image));
   const jsonLd = prefersJsonLd(request.headers.accept);
   const contentType = jsonLd
     ? `application/ld+json;profile="${CONTEXT[version]}"`

@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import { ResultCache, type CachedResult } from '../cache/result-cache.js';
 import type { Config } from '../config.js';
 import { renderTooLarge } from '../errors.js';
+import { buildInfo, tileLayout } from '../iiif/info.js';
 import { planRender, type RenderPlan } from '../iiif/plan.js';
 import type { ApiVersion, ImageRequest } from '../iiif/request.js';
 import type { Metrics } from '../metrics.js';
@@ -60,6 +61,12 @@ export class Images {
   async resolve(identifier: string): Promise<ResolvedImage> {
     const source = await this.source.resolve(identifier);
     return this.withPresentFiles({ source, metadata: undefined }, async (image) => image);
+  }
+
+  /** The image information document (info.json) for an image published at `id`. */
+  info(version: ApiVersion, id: string, image: ResolvedImage): Record<string, unknown> {
+    const { tileSize, limits } = this.config;
+    return buildInfo[version]({ id, image: image.metadata, layout: tileLayout(image.metadata, tileSize, limits), limits });
   }
 
   /** Plans a render and decides its lane; refuses (413) what could never fit the memory budget. */

@@ -1,8 +1,8 @@
-import { realpath, stat } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { readdir, realpath, stat } from 'node:fs/promises';
+import { extname, join, sep } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { notFound } from '../errors.js';
-import { checkIdentifier, printable } from './identifier.js';
+import { checkIdentifier, isServable, printable } from './identifier.js';
 import type { ImageSource, SourceRef } from './source.js';
 
 /** Tried in order when the identifier names no file as it is ("chart" → "chart.tif"). */
@@ -56,6 +56,36 @@ export class FolderSource implements ImageSource {
       if (ref) return ref;
     }
     throw notFound(`no image with identifier "${printable(identifier)}"`);
+  }
+
+  /**
+   * Image files below the root (by extension), depth-first in name order, so identifiers come
+   * out sorted segment by segment. Hidden entries and names no identifier can take are skipped;
+   * symlinked folders are not entered (no loops, nothing outside the root), symlinked files are
+   * listed only when they resolve inside the root, exactly as resolve() would serve them.
+   */
+  async list(limit: number): Promise<string[]> {
+    const found: string[] = [];
+    const walk = async (folder: string, prefix: string): Promise<void> => {
+      const entries = await readdir(folder, { withFileTypes: true }).catch(() => []);
+      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      for (const entry of entries) {
+        if (found.length >= limit) return;
+        if (entry.name.startsWith('.')) continue;
+        const identifier = prefix + entry.name;
+        if (entry.isDirectory()) {
+          await walk(join(folder, entry.name), `${identifier}/`);
+        } else if (
+          EXTENSIONS.includes(extname(entry.name).toLowerCase()) &&
+          isServable(identifier) &&
+          (entry.isFile() || (entry.isSymbolicLink() && (await this.tryFile(identifier, join(folder, entry.name)))))
+        ) {
+          found.push(identifier);
+        }
+      }
+    };
+    await walk(this.root, '');
+    return found;
   }
 
   private async tryFile(identifier: string, path: string): Promise<SourceRef | undefined> {

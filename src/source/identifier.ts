@@ -19,6 +19,16 @@ export function checkIdentifier(identifier: string): string {
   return identifier;
 }
 
+/** Whether checkIdentifier accepts the identifier (for listings, which skip what cannot be served). */
+export function isServable(identifier: string): boolean {
+  try {
+    checkIdentifier(identifier);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Keeps hostile identifiers from writing control characters into messages and logs. */
 export function printable(text: string): string {
   const cleaned = text.replace(/[\u0000-\u001f\u007f]/g, '?');

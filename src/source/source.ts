@@ -16,7 +16,10 @@ export interface SourceRef {
 export interface ImageSource {
   /** Resolves an identifier to a local file; throws a 404 IiifError when there is no such image. */
   resolve(identifier: string): Promise<SourceRef>;
-  /** Some identifiers this source can serve, at most `limit` of them. */
+  /**
+   * Up to `limit` identifiers of the images available, sorted, for the viewer's index page.
+   * Optional: a source that cannot enumerate its images cheaply leaves it out.
+   */
   list?(limit: number): Promise<string[]>;
   /** Forgets whatever the source keeps for an identifier (cached copies, remembered 404s); true when it held a copy. */
   purge?(identifier: string): Promise<boolean>;

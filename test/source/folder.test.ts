@@ -1,4 +1,5 @@
-import { symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { IiifError } from '../../src/errors.js';
@@ -58,5 +59,41 @@ describe('folder source', () => {
   it('refuses to open a root that does not exist or is a file', async () => {
     await expect(FolderSource.open(join(fixtures.root, 'nope'))).rejects.toThrow(/IIIF_FILE_ROOT .* does not exist/);
     await expect(FolderSource.open(join(fixtures.root, 'quadrants.png'))).rejects.toThrow(/is not a folder/);
+  });
+});
+
+describe('folder listing', () => {
+  let root: string;
+  let listing: FolderSource;
+
+  beforeAll(async () => {
+    const base = await mkdtemp(join(tmpdir(), 'iiif-list-'));
+    root = join(base, 'root');
+    await mkdir(join(root, 'b', 'c'), { recursive: true });
+    await mkdir(join(root, '.hidden'));
+    await mkdir(join(base, 'outside'));
+    for (const name of ['z.JPG', 'a.png', 'notes.txt', 'b/c/deep.tif', 'b/first.webp', '.hidden/x.png', '.dot.png', 'back\\slash.png', '<b>.png']) {
+      await writeFile(join(root, name), 'x');
+    }
+    await writeFile(join(base, 'outside', 'secret.png'), 'x');
+    await symlink(join(base, 'outside', 'secret.png'), join(root, 'escape.png'));
+    await symlink(join(base, 'outside'), join(root, 'linked-folder'));
+    await symlink(join(root, 'a.png'), join(root, 'alias.png'));
+    await symlink(root, join(root, 'b', 'loop'));
+    listing = await FolderSource.open(root);
+  });
+
+  it('lists image files as sorted identifiers, never hidden, unservable or outside the root', async () => {
+    expect(await listing.list(100)).toEqual(['<b>.png', 'a.png', 'alias.png', 'b/c/deep.tif', 'b/first.webp', 'z.JPG']);
+  });
+
+  it('stops at the limit', async () => {
+    expect(await listing.list(3)).toEqual(['<b>.png', 'a.png', 'alias.png']);
+  });
+
+  it('lists only identifiers that resolve', async () => {
+    for (const identifier of await listing.list(100)) {
+      expect((await listing.resolve(identifier)).identifier).toBe(identifier);
+    }
   });
 });

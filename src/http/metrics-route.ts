@@ -1,0 +1,22 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Metrics } from '../metrics.js';
+import { registerErrorHandling } from './errors.js';
+
+/** GET /metrics: the registry in Prometheus text format, never cached. */
+export function registerMetricsRoute(app: FastifyInstance, metrics: Metrics): void {
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(metrics.registry.contentType).header('cache-control', 'no-store').send(await metrics.registry.metrics()),
+  );
+}
+
+/**
+ * The small second listener used when IIIF_METRICS_PORT is set: only /metrics, so a deployment
+ * can keep the scrape port private (security group, no load-balancer target) while the main
+ * port is public. Everything else there is a plain 404.
+ */
+export function buildMetricsApp(metrics: Metrics): FastifyInstance {
+  const app = Fastify({ logger: false });
+  registerErrorHandling(app);
+  registerMetricsRoute(app, metrics);
+  return app;
+}

@@ -1,0 +1,72 @@
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { loadConfig, type Config } from './config.js';
+import { buildApp } from './http/app.js';
+import { buildMetricsApp } from './http/metrics-route.js';
+import { Pyramids } from './image/pyramids.js';
+import { configureSharp } from './image/sharp-setup.js';
+import type { Log } from './cache/disk-cache.js';
+import { Metrics } from './metrics.js';
+import { openSource } from './source/open.js';
+import type { ImageSource } from './source/source.js';
+
+/** Where images come from and where their pyramids go: the same for the server and the CLI. */
+export async function openStores(config: Config, metrics: Metrics, log: Log): Promise<{ source: ImageSource; pyramids: Pyramids | undefined }> {
+  const source = await openSource(config, metrics, log);
+  const pyramids = config.pyramids.thresholdPixels > 0 ? await Pyramids.open(config.pyramids, metrics, log) : undefined;
+  return { source, pyramids };
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  /** The port really bound (differs from config.port when that is 0). */
+  port: number;
+  /** Set when IIIF_METRICS_PORT moved /metrics to its own listener. */
+  metricsPort: number | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the source and starts listening: the IIIF app on PORT, and the metrics listener on
+ * IIIF_METRICS_PORT when set (same HOST). Used by `npm start` and `iiif-elastic serve`, so both
+ * start exactly the same server. If either listener cannot bind, nothing is left listening.
+ */
+export async function startServer(config: Config, options: { logger?: boolean } = {}): Promise<RunningServer> {
+  configureSharp(config);
+  const metrics = new Metrics();
+  // The source and the caches log before and outside requests (cache degraded, S3 failing).
+  const log = pino({ level: options.logger === false ? 'silent' : config.logLevel });
+  const { source, pyramids } = await openStores(config, metrics, log);
+  const app = buildApp({ config, source, pyramids, metrics, logger: options.logger ?? true });
+  const metricsApp = config.metricsPort === undefined ? undefined : buildMetricsApp(metrics);
+  const close = async () => {
+    await Promise.all([app.close(), metricsApp?.close()]);
+  };
+  try {
+    await app.listen({ port: config.port, host: config.host });
+    if (metricsApp) await metricsApp.listen({ port: config.metricsPort, host: config.host });
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { app, port: boundPort(app), metricsPort: metricsApp && boundPort(metricsApp), close };
+}
+
+function boundPort(app: FastifyInstance): number {
+  const address = app.server.address();
+  if (typeof address !== 'object' || !address) throw new Error('the server is not listening on a TCP port');
+  return address.port;
+}
+
+/**
+ * Reads the configuration from `env`, starts the server and logs where it listens: the whole of
+ * `npm start`, and of `iiif-elastic serve` (which passes its flags as environment variables).
+ */
+export async function serve(env: Record<string, string | undefined>): Promise<RunningServer> {
+  const config = loadConfig(env);
+  const running = await startServer(config);
+  const { app, port, metricsPort } = running;
+  const where = config.s3 ? { bucket: config.s3.bucket, prefix: config.s3.prefix } : { fileRoot: config.fileRoot };
+  app.log.info({ port, metricsPort, host: config.host, source: config.source, ...where }, `listening on http://${config.host}:${port}`);
+  return running;
+}

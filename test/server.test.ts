@@ -1,0 +1,65 @@
+import { createServer } from 'node:net';
+import { once } from 'node:events';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
+import { startServer, type RunningServer } from '../src/server.js';
+import { makeFixtures } from './fixtures.js';
+
+let root: string;
+let running: RunningServer | undefined;
+
+beforeAll(async () => {
+  ({ root } = await makeFixtures());
+});
+afterEach(async () => {
+  await running?.close();
+  running = undefined;
+});
+
+function start(env: Record<string, string>): Promise<RunningServer> {
+  return startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', IIIF_FILE_ROOT: root, ...env }), { logger: false });
+}
+
+describe('metrics placement', () => {
+  it('serves /metrics on the main port by default', async () => {
+    running = await start({});
+    expect(running.metricsPort).toBeUndefined();
+    const response = await fetch(`http://127.0.0.1:${running.port}/metrics`);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toMatch(/^iiif_requests_in_flight \d/m);
+  });
+
+  it('moves /metrics to IIIF_METRICS_PORT: there only, counting the main port\'s traffic', async () => {
+    running = await start({ IIIF_METRICS_PORT: '0' });
+    const main = `http://127.0.0.1:${running.port}`;
+    const side = `http://127.0.0.1:${running.metricsPort}`;
+    expect(running.metricsPort).toBeGreaterThan(0);
+    expect(running.metricsPort).not.toBe(running.port);
+    expect((await fetch(`${main}/iiif/3/quadrants.png/info.json`)).status).toBe(200);
+    expect((await fetch(`${main}/metrics`)).status).toBe(404);
+    const scrape = await fetch(`${side}/metrics`);
+    expect(scrape.status).toBe(200);
+    expect(scrape.headers.get('content-type')).toMatch(/^text\/plain; version=0.0.4/);
+    expect(await scrape.text()).toMatch(/^http_request_duration_seconds_count\{route="info",method="GET",status_class="2xx"\} 1$/m);
+    // The metrics listener serves nothing else.
+    expect((await fetch(`${side}/iiif/3/quadrants.png/info.json`)).status).toBe(404);
+    expect((await fetch(`${side}/health`)).status).toBe(404);
+  });
+
+  it('serves no /metrics at all with IIIF_METRICS=off', async () => {
+    running = await start({ IIIF_METRICS: 'off' });
+    expect((await fetch(`http://127.0.0.1:${running.port}/metrics`)).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${running.port}/health`)).status).toBe(200);
+  });
+
+  it('fails to start when the metrics port is taken', async () => {
+    const blocker = createServer().listen(0, '127.0.0.1');
+    await once(blocker, 'listening');
+    const taken = (blocker.address() as { port: number }).port;
+    try {
+      await expect(start({ IIIF_METRICS_PORT: String(taken) })).rejects.toThrow(/EADDRINUSE/);
+    } finally {
+      blocker.close();
+    }
+  });
+});
