@@ -162,8 +162,11 @@ export async function writeReport(name: string, title: string, body: object, mar
 
 export const benchDataDir = (): string => join(projectRoot(), 'bench', 'data');
 
-async function main(): Promise<void> {
-  const chosen = new Set(process.argv.slice(2));
+/** Runs the named workloads (all when none are named) and writes the report. */
+export async function runBenchmarks(names: string[]): Promise<void> {
+  const chosen = new Set(names);
+  const unknown = names.filter((name) => !workloads().some((w) => w.name === name));
+  if (unknown.length > 0) throw new Error(`unknown workload ${unknown.join(', ')}; choose from ${workloads().map((w) => w.name).join(', ')}`);
   const target = process.env.BENCH_TARGET;
   const dataDir = await ensureBenchImages(benchDataDir(), (line) => console.log(line));
   const measurements: Measurement[] = [];
@@ -179,7 +182,7 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[1]?.endsWith('run.js')) {
-  main().catch((error: unknown) => {
+  runBenchmarks(process.argv.slice(2)).catch((error: unknown) => {
     console.error(error);
     process.exit(1);
   });

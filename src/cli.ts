@@ -5,13 +5,17 @@
  * and turns any failure into exit code 1 (2 for bad usage) with one line on stderr.
  */
 import { parseArgs } from 'node:util';
+import { benchCommand } from './cli/bench.js';
 import { UsageError, type Command } from './cli/command.js';
 import { infoCommand } from './cli/info.js';
+import { pyramidCommand } from './cli/pyramid.js';
 import { serveCommand } from './cli/serve.js';
 
 const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
   info: infoCommand,
+  pyramid: pyramidCommand,
+  bench: benchCommand,
 };
 
 const NAME = 'iiif-elastic';
@@ -47,7 +51,7 @@ async function run(argv: string[]): Promise<void> {
     const message = error instanceof Error ? error.message.split('. ')[0]! : String(error);
     throw new UsageError(`${name}: ${message}; run "${NAME} ${name} --help"`);
   }
-  if (parsed.positionals.length !== command.positionals.length) {
+  if (!command.variadic && parsed.positionals.length !== command.positionals.length) {
     const expected = command.positionals.map((p) => `<${p}>`).join(' ') || 'no arguments';
     throw new UsageError(`${name} takes ${expected}, got ${parsed.positionals.length} argument(s); run "${NAME} ${name} --help"`);
   }

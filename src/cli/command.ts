@@ -27,5 +27,7 @@ export interface Command {
   options: Options;
   /** Names of the positional arguments, all required. */
   positionals: string[];
+  /** Takes any number of positional arguments instead (e.g. workload names). */
+  variadic?: boolean;
   run(parsed: Parsed): Promise<void>;
 }

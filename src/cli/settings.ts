@@ -2,9 +2,10 @@ import { loadConfig } from '../config.js';
 import type { Options } from './command.js';
 
 /**
- * The environment variables src/config.ts reads, found by letting it read an empty environment
- * that records every name asked for. So each new setting gets its flag without a second list
- * to keep in step, and every value is still validated in exactly one place.
+ * The environment variables src/config.ts reads, found by letting it read an environment that
+ * records every name asked for (and says IIIF_SOURCE=s3, so the S3 settings are read too). So
+ * each new setting gets its flag without a second list to keep in step, and every value is
+ * still validated in exactly one place.
  */
 function settingVariables(): string[] {
   const seen: string[] = [];
@@ -13,7 +14,7 @@ function settingVariables(): string[] {
     {
       get(_target, name) {
         if (typeof name === 'string' && !seen.includes(name)) seen.push(name);
-        return undefined;
+        return name === 'IIIF_SOURCE' ? 's3' : undefined;
       },
     },
   );

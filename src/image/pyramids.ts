@@ -47,6 +47,11 @@ export class Pyramids {
     return wantsPyramid(metadata, this.settings.thresholdPixels);
   }
 
+  /** Whether this source version's pyramid is already stored (nothing to build). */
+  has(source: SourceRef): boolean {
+    return this.cache.peek(source.identifier)?.meta.version === source.version;
+  }
+
   /** The pyramid of this source version, built on first touch (throws CacheUnavailableError when it cannot be stored). */
   async pathFor(source: SourceRef, schedule: <T>(work: () => Promise<T>) => Promise<T>): Promise<string> {
     const current = this.cache.get(source.identifier);

@@ -4,26 +4,13 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../src/paths.js';
-import { makeFixtures } from './fixtures.js';
-
-// The compiled command, as `npx iiif-elastic` runs it (npm test builds first).
-const CLI = join(projectRoot(), 'dist', 'src', 'cli.js');
+import { makeFixtures } from '../fixtures.js';
+import { CLI, cli } from './run-cli.js';
 
 let root: string;
 beforeAll(async () => {
   ({ root } = await makeFixtures());
 });
-
-async function cli(...args: string[]) {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => (stdout += chunk));
-  child.stderr.on('data', (chunk) => (stderr += chunk));
-  const [code] = await once(child, 'exit');
-  return { code: code as number, stdout, stderr };
-}
 
 describe('iiif-elastic help', () => {
   it('lists the commands', async () => {
@@ -134,5 +121,13 @@ describe('iiif-elastic serve', () => {
     const result = await cli('serve', '--port', 'eighty', '--file-root', root);
     expect(result.code).toBe(1);
     expect(result.stderr).toBe('iiif-elastic: invalid configuration: PORT must be a whole number from 0 to 65535, got "eighty"\n');
+  });
+});
+
+describe('iiif-elastic bench', () => {
+  it('refuses an unknown workload with one line, before starting anything', async () => {
+    const result = await cli('bench', 'W9');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe('iiif-elastic: unknown workload W9; choose from W1, W2, W3, W4, W5\n');
   });
 });
