@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { LRUCache } from 'lru-cache';
 import type { Config } from '../config.js';
 import { CONTEXT, PROFILE } from '../iiif/info.js';
 import { parseImageRequest } from '../iiif/parse.js';
@@ -15,6 +16,9 @@ const VERSIONS: ApiVersion[] = [3, 2];
 
 /** GET and HEAD for /iiif/3/… (Image API 3.0) and /iiif/2/… (2.1), plus CORS preflight. */
 export function registerIiifRoutes(app: FastifyInstance, images: Images, config: Config): void {
+  // Serialised info.json and its ETag per source version, public id and media type: a viewer
+  // opening an image asks for it first, and identical documents need not be rebuilt and hashed.
+  const infoDocuments: InfoDocuments = new LRUCache({ max: config.metadataCacheEntries });
   for (const version of VERSIONS) {
     const prefix = `/iiif/${version}/`;
     app.route({
@@ -24,7 +28,7 @@ export function registerIiifRoutes(app: FastifyInstance, images: Images, config:
         const rawPath = request.url.split('?')[0]!;
         const target = parseIiifPath(rawPath.slice(prefix.length));
         if (target.kind !== 'base') request.routeKind = target.kind;
-        const context: RouteContext = { version, request, reply, images, config };
+        const context: RouteContext = { version, request, reply, images, config, infoDocuments };
         switch (target.kind) {
           case 'base':
             return redirectToInfo(context, target);
@@ -47,7 +51,10 @@ export function registerIiifRoutes(app: FastifyInstance, images: Images, config:
   }
 }
 
+type InfoDocuments = LRUCache<string, { body: string; etag: string }>;
+
 interface RouteContext {
+  infoDocuments: InfoDocuments;
   version: ApiVersion;
   request: FastifyRequest;
   reply: FastifyReply;
@@ -70,17 +77,24 @@ async function redirectToInfo(context: RouteContext, target: Extract<IiifTarget,
 }
 
 async function sendInfo(context: RouteContext, target: Extract<IiifTarget, { kind: 'info' }>) {
-  const { version, request, reply, images, config } = context;
+  const { version, request, reply, images, config, infoDocuments } = context;
   const image = await images.resolve(target.identifier);
-  const body = JSON.stringify(images.info(version, imageBaseUri(context, target.identifier), image));
+  const id = imageBaseUri(context, target.identifier);
   const jsonLd = prefersJsonLd(request.headers.accept);
   const contentType = jsonLd
     ? `application/ld+json;profile="${CONTEXT[version]}"`
     : 'application/json';
+  const key = [image.source.identifier, image.source.version, version, id, contentType].join('\u0000');
+  let document = infoDocuments.get(key);
+  if (!document) {
+    const body = JSON.stringify(images.info(version, id, image));
+    document = { body, etag: entityTag(body, contentType) };
+    infoDocuments.set(key, document);
+  }
+  const { body, etag } = document;
   const links = [`<${PROFILE[version]}>;rel="profile"`];
   // The spec recommends pointing plain-JSON clients at the context, and forbids it for JSON-LD.
   if (!jsonLd) links.push(`<${CONTEXT[version]}>;rel="http://www.w3.org/ns/json-ld#context";type="application/ld+json"`);
-  const etag = entityTag(body, contentType);
   setCommonHeaders(reply, config, etag, image.source.lastModified)
     .header('vary', 'Accept')
     .header('link', links.join(', '));
