@@ -17,6 +17,10 @@ export interface Config {
   cacheMaxAge: number;
   /** How many probed images (dimensions, pyramid levels) to keep in memory. */
   metadataCacheEntries: number;
+  /** After a stop signal: how long to keep serving while /health fails, in ms. */
+  drainDelayMs: number;
+  /** After a stop signal: the most time until the process exits, in ms. */
+  drainTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -56,12 +60,19 @@ export function loadConfig(env: Env = process.env): Config {
     tileSize: read.integer('IIIF_TILE_SIZE', 256, 64, 4096),
     cacheMaxAge: read.integer('IIIF_CACHE_MAX_AGE', 86_400, 0, 31_536_000),
     metadataCacheEntries: read.integer('IIIF_METADATA_CACHE_ENTRIES', 10_000, 1, 10_000_000),
+    // Defaults: HAProxy (inter 1s fall 2) and an ALB notice a failing /health within 5 s, and
+    // the whole drain ends well before ECS's 30 s stopTimeout sends SIGKILL.
+    drainDelayMs: read.integer('IIIF_DRAIN_DELAY_MS', 5_000, 0, 600_000),
+    drainTimeoutMs: read.integer('IIIF_DRAIN_TIMEOUT_MS', 20_000, 1, 600_000),
   };
   if (config.tileSize > Math.min(config.limits.maxWidth, config.limits.maxHeight)) {
     problems.push(`IIIF_TILE_SIZE (${config.tileSize}) must not exceed IIIF_MAX_WIDTH and IIIF_MAX_HEIGHT`);
   }
   if (config.tileSize * config.tileSize > config.limits.maxArea) {
     problems.push(`IIIF_TILE_SIZE (${config.tileSize}) squared must not exceed IIIF_MAX_AREA`);
+  }
+  if (config.drainDelayMs >= config.drainTimeoutMs) {
+    problems.push(`IIIF_DRAIN_DELAY_MS (${config.drainDelayMs}) must be less than IIIF_DRAIN_TIMEOUT_MS (${config.drainTimeoutMs})`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from './config.js';
 import { buildApp } from './http/app.js';
+import { exitGracefullyOnSignals, Lifecycle } from './http/lifecycle.js';
 import { Metrics } from './metrics.js';
 import { FolderSource } from './source/folder.js';
 
@@ -11,8 +12,10 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const metrics = new Metrics();
   const source = await FolderSource.open(config.fileRoot);
-  const app = buildApp({ config, source, metrics });
+  const lifecycle = new Lifecycle();
+  const app = buildApp({ config, source, metrics, lifecycle });
   await app.listen({ port: config.port, host: config.host });
+  exitGracefullyOnSignals(app, lifecycle, config);
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   app.log.info({ port, host: config.host, fileRoot: config.fileRoot }, `listening on http://${config.host}:${port}`);

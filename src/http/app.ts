@@ -6,6 +6,7 @@ import { Metrics, type RouteKind } from '../metrics.js';
 import type { ImageSource } from '../source/source.js';
 import { registerErrorHandling, sendError } from './errors.js';
 import { registerIiifRoutes } from './iiif-routes.js';
+import { Lifecycle, registerDraining } from './lifecycle.js';
 
 // A caller's X-Request-Id is reused in logs only when it is short and tame.
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -17,6 +18,8 @@ export interface AppOptions {
   metrics?: Metrics;
   /** Defaults to JSON lines at config.logLevel; tests pass false. */
   logger?: boolean;
+  /** Whether the process is draining; `/health` fails while it is. A fresh one when omitted. */
+  lifecycle?: Lifecycle;
 }
 
 declare module 'fastify' {
@@ -26,7 +29,13 @@ declare module 'fastify' {
   }
 }
 
-export function buildApp({ config, source, metrics = new Metrics(), logger = true }: AppOptions): FastifyInstance {
+export function buildApp({
+  config,
+  source,
+  metrics = new Metrics(),
+  logger = true,
+  lifecycle = new Lifecycle(),
+}: AppOptions): FastifyInstance {
   const app = Fastify({
     logger: logger ? { level: config.logLevel } : false,
     trustProxy: config.trustProxy,
@@ -56,7 +65,11 @@ export function buildApp({ config, source, metrics = new Metrics(), logger = tru
   });
 
   registerErrorHandling(app);
-  app.get('/health', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
+  registerDraining(app, lifecycle);
+  app.get('/health', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+    return lifecycle.draining ? reply.code(503).send({ status: 'draining' }) : reply.send({ status: 'ok' });
+  });
   app.get('/metrics', async (_request, reply) =>
     reply.type(metrics.registry.contentType).header('cache-control', 'no-store').send(await metrics.registry.metrics()),
   );
