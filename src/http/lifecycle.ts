@@ -82,7 +82,8 @@ export function exitGracefullyOnSignals(app: FastifyInstance, lifecycle: Lifecyc
     }
     const started = Date.now();
     lifecycle.beginDrain();
-    app.log.info({ signal, ...times }, 'draining: /health now answers 503');
+    const { drainDelayMs, drainTimeoutMs } = times;
+    app.log.info({ signal, drainDelayMs, drainTimeoutMs }, 'draining: /health now answers 503');
     setTimeout(() => {
       app.log.error({ drainTimeoutMs: times.drainTimeoutMs }, 'drain timeout reached with requests still open: exiting');
       process.exit(1);
