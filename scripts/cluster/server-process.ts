@@ -19,9 +19,12 @@ export interface ServerProcess {
 
 /**
  * Starts the server with `PORT=0` on 127.0.0.1 plus `env`, and resolves once it has logged the
- * port it listens on. Rejects if it exits first or does not listen within `startMs`.
+ * port it listens on (an info-level line). Rejects if it exits first or does not listen within `startMs`.
  */
 export async function startServerProcess(env: Record<string, string>, startMs = 20_000): Promise<ServerProcess> {
+  if (['fatal', 'error', 'warn', 'silent'].includes(env.LOG_LEVEL ?? 'info')) {
+    throw new Error(`LOG_LEVEL=${env.LOG_LEVEL} hides the line that says which port the server took`);
+  }
   const child = spawn(process.execPath, [MAIN], {
     env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
