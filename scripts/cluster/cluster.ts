@@ -17,13 +17,15 @@ export interface PoolChoice {
   tag: string;
   /** Extra environment for every replica. */
   env?: Record<string, string>;
+  /** CPU limit per container (ignored for processes). */
+  cpus?: number;
 }
 
 /** Containers when a Docker engine answers (building the image first), else server processes. */
-export async function choosePool({ processes = false, baseImage, tag, env = {} }: PoolChoice): Promise<ReplicaPool> {
+export async function choosePool({ processes = false, baseImage, tag, env = {}, cpus }: PoolChoice): Promise<ReplicaPool> {
   if (processes || !(await dockerAvailable())) return new ProcessPool(env);
   await buildImage(tag, baseImage);
-  return new ContainerPool(tag, env);
+  return new ContainerPool(tag, env, cpus);
 }
 
 export async function startCluster(pool: ReplicaPool, count: number, prefix = 'iiif'): Promise<Cluster> {

@@ -82,14 +82,17 @@ export class ContainerPool implements ReplicaPool {
   constructor(
     private readonly image: string,
     private readonly env: Record<string, string> = {},
+    /** CPU limit per container (`docker run --cpus`), like an ECS task's cpu; unlimited when omitted. */
+    private readonly cpus?: number,
   ) {
     this.label = `iiif-elastic.pool=${process.pid}-${Date.now()}`;
   }
 
   async start(name: string): Promise<Replica> {
-    const envArgs = Object.entries(this.env).flatMap(([key, value]) => ['-e', `${key}=${value}`]);
+    const runArgs = Object.entries(this.env).flatMap(([key, value]) => ['-e', `${key}=${value}`]);
+    if (this.cpus !== undefined) runArgs.push('--cpus', String(this.cpus));
     // --read-only: the image must run with a read-only root (the cache volume is the one exception).
-    await docker('run', '-d', '--pull', 'never', '--read-only', '--name', name, '--label', this.label, '-p', '127.0.0.1:0:3000', ...envArgs, this.image);
+    await docker('run', '-d', '--pull', 'never', '--read-only', '--name', name, '--label', this.label, '-p', '127.0.0.1:0:3000', ...runArgs, this.image);
     const address = (await docker('port', name, '3000/tcp')).split('\n')[0] ?? '';
     const port = Number(address.slice(address.lastIndexOf(':') + 1));
     await waitUntil(`container ${name} to answer /health`, START_MS, async () => {

@@ -12,11 +12,17 @@ export async function waitUntil(what: string, deadlineMs: number, check: () => P
 
 /** True when the server on 127.0.0.1:port answers /health with 200. */
 export async function healthy(port: number): Promise<boolean> {
+  // A referenced timer, unlike AbortSignal.timeout's: while a container's port is published but
+  // its server not yet up, fetch can hold nothing that keeps a script's event loop alive.
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), 1_000);
   try {
-    const response = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(1_000) });
+    const response = await fetch(`http://127.0.0.1:${port}/health`, { signal: controller.signal });
     await response.arrayBuffer();
     return response.ok;
   } catch {
     return false;
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -3,7 +3,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replace, startCluster, stopCluster, type Cluster } from '../../scripts/cluster/cluster.js';
 import { buildImage, ContainerPool, docker, dockerAvailable } from '../../scripts/cluster/replicas.js';
-import { imagesServed, tilePaths, TileLoad } from './load.js';
+import { tilePaths } from '../../scripts/cluster/tiles.js';
+import { imagesServed, TileLoad } from './load.js';
 
 // Real containers of the real image behind a real HAProxy: what ECS does on one host, with
 // client load running throughout. scripts/system/docker.sh provides the engine and base image.

@@ -63,17 +63,6 @@ export class TileLoad {
   }
 }
 
-/** Mandelbrot tiles at three zoom levels (the sample baked into the image). */
-export function tilePaths(): string[] {
-  const paths: string[] = [];
-  for (const size of [512, 1024, 2048]) {
-    for (let x = 0; x + size <= 6400; x += size) {
-      for (let y = 0; y + size <= 4800; y += size) paths.push(`/iiif/3/mandelbrot.tif/${x},${y},${size},${size}/256,/0/default.jpg`);
-    }
-  }
-  return paths;
-}
-
 /** How many image requests a replica has answered, from its own /metrics. */
 export async function imagesServed(port: number): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
