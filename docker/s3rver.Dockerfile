@@ -8,4 +8,5 @@ RUN if [ -n "$EXTRA_CA_CERTS" ]; then printf '%s\n' "$EXTRA_CA_CERTS" > /tmp/ext
 USER node
 VOLUME /data
 EXPOSE 4568
-CMD ["s3rver", "--directory", "/data", "--address", "0.0.0.0", "--port", "4568"]
+# --no-vhost-buckets: otherwise s3rver takes the host name "s3" for a bucket name.
+CMD ["s3rver", "--directory", "/data", "--address", "0.0.0.0", "--port", "4568", "--no-vhost-buckets"]
