@@ -93,6 +93,7 @@ export class LoadBalancer {
   /** One admin-socket command; resolves with HAProxy's whole answer. */
   async command(line: string): Promise<string> {
     const socket = connect(this.adminSocket);
+    socket.setTimeout(5_000, () => socket.destroy(new Error(`haproxy did not answer "${line}" within 5 s`)));
     let answer = '';
     socket.on('data', (chunk) => (answer += chunk));
     await once(socket, 'connect');
