@@ -57,6 +57,10 @@ export interface Config {
   metricsPort: number | undefined;
   /** Most images the viewer's index page lists, so a huge collection cannot make `/` unbounded. */
   listLimit: number;
+  /** After a stop signal: how long to keep serving while /health fails, in ms. */
+  drainDelayMs: number;
+  /** After a stop signal: the most time until the process exits, in ms. */
+  drainTimeoutMs: number;
 }
 
 export interface S3Config {
@@ -156,6 +160,10 @@ export function loadConfig(env: Env = process.env): Config {
     metrics: read.oneOf('IIIF_METRICS', 'on', ['on', 'off']) === 'on',
     metricsPort: read.optionalInteger('IIIF_METRICS_PORT', 0, 65_535),
     listLimit: read.integer('IIIF_LIST_LIMIT', 1000, 1, 100_000),
+    // Defaults: HAProxy (inter 1s fall 2) and an ALB notice a failing /health within 5 s, and
+    // the whole drain ends well before ECS's 30 s stopTimeout sends SIGKILL.
+    drainDelayMs: read.integer('IIIF_DRAIN_DELAY_MS', 5_000, 0, 600_000),
+    drainTimeoutMs: read.integer('IIIF_DRAIN_TIMEOUT_MS', 20_000, 1, 600_000),
   };
   if (config.source === 's3') config.s3 = readS3(read, problems);
   if (config.adminToken !== undefined && config.adminToken.length < 16) {
@@ -173,6 +181,9 @@ export function loadConfig(env: Env = process.env): Config {
     else if (config.metricsPort !== 0 && config.metricsPort === config.port) {
       problems.push(`IIIF_METRICS_PORT (${config.metricsPort}) must differ from PORT`);
     }
+  }
+  if (config.drainDelayMs >= config.drainTimeoutMs) {
+    problems.push(`IIIF_DRAIN_DELAY_MS (${config.drainDelayMs}) must be less than IIIF_DRAIN_TIMEOUT_MS (${config.drainTimeoutMs})`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { loadConfig, type Config } from './config.js';
 import { buildApp } from './http/app.js';
+import { exitGracefullyOnSignals, Lifecycle } from './http/lifecycle.js';
 import { buildMetricsApp } from './http/metrics-route.js';
 import { Pyramids } from './image/pyramids.js';
 import { configureSharp } from './image/sharp-setup.js';
@@ -23,6 +24,8 @@ export interface RunningServer {
   port: number;
   /** Set when IIIF_METRICS_PORT moved /metrics to its own listener. */
   metricsPort: number | undefined;
+  /** Flip to draining to fail /health (what a stop signal does). */
+  lifecycle: Lifecycle;
   close(): Promise<void>;
 }
 
@@ -37,7 +40,8 @@ export async function startServer(config: Config, options: { logger?: boolean } 
   // The source and the caches log before and outside requests (cache degraded, S3 failing).
   const log = pino({ level: options.logger === false ? 'silent' : config.logLevel });
   const { source, pyramids } = await openStores(config, metrics, log);
-  const app = buildApp({ config, source, pyramids, metrics, logger: options.logger ?? true });
+  const lifecycle = new Lifecycle();
+  const app = buildApp({ config, source, pyramids, metrics, lifecycle, logger: options.logger ?? true });
   const metricsApp = config.metricsPort === undefined ? undefined : buildMetricsApp(metrics);
   const close = async () => {
     await Promise.all([app.close(), metricsApp?.close()]);
@@ -49,7 +53,7 @@ export async function startServer(config: Config, options: { logger?: boolean } 
     await close();
     throw error;
   }
-  return { app, port: boundPort(app), metricsPort: metricsApp && boundPort(metricsApp), close };
+  return { app, port: boundPort(app), metricsPort: metricsApp && boundPort(metricsApp), lifecycle, close };
 }
 
 function boundPort(app: FastifyInstance): number {
@@ -59,13 +63,16 @@ function boundPort(app: FastifyInstance): number {
 }
 
 /**
- * Reads the configuration from `env`, starts the server and logs where it listens: the whole of
- * `npm start`, and of `iiif-elastic serve` (which passes its flags as environment variables).
+ * Reads the configuration from `env`, starts the server, drains it gracefully on a stop signal
+ * and logs where it listens: the whole of `npm start`, and of `iiif-elastic serve` (which passes
+ * its flags as environment variables).
  */
 export async function serve(env: Record<string, string | undefined>): Promise<RunningServer> {
   const config = loadConfig(env);
   const running = await startServer(config);
-  const { app, port, metricsPort } = running;
+  const { app, port, metricsPort, lifecycle } = running;
+  // SIGTERM/SIGINT: fail /health, keep serving through the drain delay, then close and exit 0.
+  exitGracefullyOnSignals(app, lifecycle, config);
   const where = config.s3 ? { bucket: config.s3.bucket, prefix: config.s3.prefix } : { fileRoot: config.fileRoot };
   app.log.info({ port, metricsPort, host: config.host, source: config.source, ...where }, `listening on http://${config.host}:${port}`);
   return running;

@@ -24,6 +24,8 @@ describe('configuration', () => {
       limits: { maxWidth: 10_000, maxHeight: 10_000, maxArea: 25_000_000 },
       maxInputPixels: 268_402_689,
       tileSize: 256,
+      drainDelayMs: 5_000,
+      drainTimeoutMs: 20_000,
     });
   });
 
@@ -40,6 +42,8 @@ describe('configuration', () => {
       IIIF_TILE_SIZE: '512',
       IIIF_CACHE_MAX_AGE: '60',
       LOG_LEVEL: 'warn',
+      IIIF_DRAIN_DELAY_MS: '2500',
+      IIIF_DRAIN_TIMEOUT_MS: '9000',
     });
     expect(config).toMatchObject({
       port: 0,
@@ -52,6 +56,8 @@ describe('configuration', () => {
       tileSize: 512,
       cacheMaxAge: 60,
       logLevel: 'warn',
+      drainDelayMs: 2500,
+      drainTimeoutMs: 9000,
     });
   });
 
@@ -74,6 +80,8 @@ describe('configuration', () => {
     ['IIIF_BASE_URL', 'not a url'],
     ['IIIF_BASE_URL', 'https://x.org/?q=1'],
     ['IIIF_TILE_SIZE', '32'],
+    ['IIIF_DRAIN_DELAY_MS', '5s'],
+    ['IIIF_DRAIN_TIMEOUT_MS', '0'],
   ])('rejects %s=%s', (name, value) => {
     expect(problems({ [name]: value }).join()).toContain(name);
   });
@@ -125,5 +133,11 @@ describe('configuration', () => {
     expect(problems({ IIIF_METRICS: 'off', IIIF_METRICS_PORT: '9100' }).join()).toMatch(/IIIF_METRICS_PORT is set but IIIF_METRICS is off/);
     expect(problems({ PORT: '8080', IIIF_METRICS_PORT: '8080' }).join()).toMatch(/IIIF_METRICS_PORT \(8080\) must differ from PORT/);
     expect(problems({ IIIF_METRICS_PORT: '65536' }).join()).toMatch(/IIIF_METRICS_PORT must be a whole number/);
+  });
+
+  it('rejects a drain delay that would use up the whole drain timeout', () => {
+    expect(problems({ IIIF_DRAIN_DELAY_MS: '20000' }).join()).toMatch(
+      /IIIF_DRAIN_DELAY_MS \(20000\) must be less than IIIF_DRAIN_TIMEOUT_MS \(20000\)/,
+    );
   });
 });

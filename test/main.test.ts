@@ -1,13 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../src/paths.js';
+import { MAIN, startServerProcess, type ServerProcess } from '../scripts/cluster/server-process.js';
 import { makeFixtures } from './fixtures.js';
-
-// The compiled entry point, exactly what `npm start` and the container run (npm test builds first).
-const MAIN = join(projectRoot(), 'dist', 'src', 'main.js');
 
 let root: string;
 beforeAll(async () => {
@@ -39,28 +35,17 @@ describe('process start-up', () => {
   });
 
   describe('serving', () => {
-    let child: ChildProcess;
-    const logs: Array<Record<string, unknown>> = [];
+    let server: ServerProcess;
     let port = 0;
+    let logs: Array<Record<string, unknown>> = [];
 
     beforeAll(async () => {
-      child = spawn(process.execPath, [MAIN], {
-        env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', IIIF_FILE_ROOT: root },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      const lines = createInterface({ input: child.stdout! });
-      port = await new Promise<number>((resolve, reject) => {
-        child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-        lines.on('line', (line) => {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          logs.push(entry);
-          if (typeof entry.port === 'number') resolve(entry.port);
-        });
-      });
+      server = await startServerProcess({ IIIF_FILE_ROOT: root });
+      ({ port, logs } = server);
     });
 
     afterAll(async () => {
-      child.kill('SIGKILL');
+      server.child.kill('SIGKILL');
     });
 
     it('PORT=0 picks a free port and logs the real one', async () => {

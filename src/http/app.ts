@@ -10,6 +10,7 @@ import { registerErrorHandling, sendError } from './errors.js';
 import { registerIiifRoutes } from './iiif-routes.js';
 import { registerMetricsRoute } from './metrics-route.js';
 import { registerViewer } from './viewer.js';
+import { Lifecycle, registerDraining } from './lifecycle.js';
 
 // A caller's X-Request-Id is reused in logs only when it is short and tame.
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -23,6 +24,8 @@ export interface AppOptions {
   metrics?: Metrics;
   /** Defaults to JSON lines at config.logLevel; tests pass false. */
   logger?: boolean;
+  /** Whether the process is draining; `/health` fails while it is. A fresh one when omitted. */
+  lifecycle?: Lifecycle;
 }
 
 declare module 'fastify' {
@@ -32,7 +35,14 @@ declare module 'fastify' {
   }
 }
 
-export function buildApp({ config, source, pyramids, metrics = new Metrics(), logger = true }: AppOptions): FastifyInstance {
+export function buildApp({
+  config,
+  source,
+  pyramids,
+  metrics = new Metrics(),
+  logger = true,
+  lifecycle = new Lifecycle(),
+}: AppOptions): FastifyInstance {
   const app = Fastify({
     logger: logger ? { level: config.logLevel } : false,
     logController: new LogController({ disableRequestLogging: !config.accessLog }),
@@ -63,7 +73,11 @@ export function buildApp({ config, source, pyramids, metrics = new Metrics(), lo
   });
 
   registerErrorHandling(app);
-  app.get('/health', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
+  registerDraining(app, lifecycle);
+  app.get('/health', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+    return lifecycle.draining ? reply.code(503).send({ status: 'draining' }) : reply.send({ status: 'ok' });
+  });
   // With IIIF_METRICS_PORT the scrape endpoint lives on its own listener (src/server.ts) only.
   if (config.metrics && config.metricsPort === undefined) registerMetricsRoute(app, metrics);
   const images = new Images(source, config, metrics, pyramids);
