@@ -102,7 +102,7 @@ export function rateSearch(options: Pick<CapacityOptions, 'startRate' | 'factor'
   };
 }
 
-const round = (value: number) => Math.round(value * 10) / 10;
+const round = (value: number, decimals = 1) => Math.round(value * 10 ** decimals) / 10 ** decimals;
 
 async function runStep(server: RunningServer, paths: string[], cursor: { next: number }, rate: number, options: CapacityOptions): Promise<CapacityStep> {
   const rss = watchPeakRss(server.pid);
@@ -111,7 +111,8 @@ async function runStep(server: RunningServer, paths: string[], cursor: { next: n
   const result = await autocannon({
     url: server.url,
     // Enough connections that pacing, not the pool, limits the rate while latency stays within the SLO.
-    connections: Math.max(8, Math.ceil(rate * (options.sloP99Ms / 1000) * 2)),
+    // (Capped: a server needing more requests in flight than that has fallen behind anyway.)
+    connections: Math.min(512, Math.max(8, Math.ceil(rate * (options.sloP99Ms / 1000) * 2))),
     overallRate: rate,
     duration: options.holdSeconds,
     timeout: 10,
@@ -125,26 +126,30 @@ async function runStep(server: RunningServer, paths: string[], cursor: { next: n
     p99Ms: result.latency.p99,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
-    coresUsed: round(cores),
+    // Two decimals: light steps use a few hundredths of a core.
+    coresUsed: round(cores, 2),
     peakRssMiB: round((await rss.stop()) / 2 ** 20),
   };
   return { ...step, failure: stepFailure(step, options) };
 }
 
+/** A taskset CPU list: "0", or "0-3". */
+const cpuList = (from: number, to: number): string => (from === to ? `${from}` : `${from}-${to}`);
+
 /** Keeps the load generator off the server's cores when the machine has others. */
 function pinSelfAwayFrom(serverCpus: number): string {
   const total = availableParallelism();
-  if (total <= serverCpus) return `load generator shares the server's ${serverCpus} core(s)`;
-  spawnSync('taskset', ['-a', '-p', '-c', `${serverCpus}-${total - 1}`, String(process.pid)], { stdio: 'ignore' });
-  return `load generator on cores ${serverCpus}-${total - 1}`;
+  if (total <= serverCpus) return `load generator sharing the server's cores`;
+  const others = cpuList(serverCpus, total - 1);
+  spawnSync('taskset', ['-a', '-p', '-c', others, String(process.pid)], { stdio: 'ignore' });
+  return `load generator on core(s) ${others}`;
 }
 
 export async function measureCapacity(options: CapacityOptions, log: (line: string) => void): Promise<Capacity> {
   if (options.cpus > availableParallelism()) throw new Error(`--cpus ${options.cpus} is more than this machine's ${availableParallelism()} cores`);
   const dataDir = await ensureBenchImages(benchDataDir(), log);
-  const cpuList = options.cpus === 1 ? '0' : `0-${options.cpus - 1}`;
   const placement = pinSelfAwayFrom(options.cpus);
-  const server = await startServer('taskset', ['-c', cpuList, process.execPath, join(projectRoot(), 'dist', 'src', 'main.js')], {
+  const server = await startServer('taskset', ['-c', cpuList(0, options.cpus - 1), process.execPath, join(projectRoot(), 'dist', 'src', 'main.js')], {
     IIIF_FILE_ROOT: dataDir,
     IIIF_RENDER_CONCURRENCY: String(renderConcurrencyFor(options.cpus)),
   });
@@ -165,6 +170,7 @@ export async function measureCapacity(options: CapacityOptions, log: (line: stri
   }
   const best = steps.find((step) => step.failure === undefined && step.offeredRate === search.sustainable);
   if (!best) throw new Error(`no step held the SLO (first step ${options.startRate} req/s: ${steps[0]?.failure}); try a lower --start`);
+  if (steps.every((step) => step.failure === undefined)) log(`every step held up to --max-rate ${options.maxRate}: R_max is at least ${best.offeredRate} req/s; raise --max-rate for the real limit`);
   return {
     kind: options.smoke ? 'smoke' : 'measured',
     date: new Date().toISOString(),
