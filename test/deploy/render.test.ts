@@ -172,7 +172,7 @@ describe('CloudFormation stack (CDK assertions)', () => {
   });
 
   it('grants no wildcard IAM action, and the task only reads the image bucket', () => {
-    const roles = resources('AWS::IAM::Role') as Array<{ Properties: { Policies: Array<{ PolicyDocument: { Statement: Array<{ Action: string[]; Resource: unknown[] }> } }> } }>;
+    const roles = resources('AWS::IAM::Role') as unknown as Array<{ Properties: { Policies: Array<{ PolicyDocument: { Statement: Array<{ Action: string[]; Resource: unknown[] }> } }> } }>;
     expect(roles).toHaveLength(3);
     const actions = roles.flatMap((r) => r.Properties.Policies.flatMap((p) => p.PolicyDocument.Statement.flatMap((s) => s.Action)));
     expect(actions.length).toBeGreaterThan(5);
