@@ -18,7 +18,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import type { Capacity, CapacityStep } from '../deploy/src/capacity.js';
-import { renderConcurrencyFor } from '../deploy/src/sizing.js';
+import { serverEnvironmentFor } from '../deploy/src/sizing.js';
 import { projectRoot } from '../src/paths.js';
 import { BENCH_HEIGHT, BENCH_WIDTH, ensureBenchImages, PYRAMIDS } from './images.js';
 import { benchDataDir, machine } from './run.js';
@@ -151,7 +151,7 @@ export async function measureCapacity(options: CapacityOptions, log: (line: stri
   const placement = pinSelfAwayFrom(options.cpus);
   const server = await startServer('taskset', ['-c', cpuList(0, options.cpus - 1), process.execPath, join(projectRoot(), 'dist', 'src', 'main.js')], {
     IIIF_FILE_ROOT: dataDir,
-    IIIF_RENDER_CONCURRENCY: String(renderConcurrencyFor(options.cpus)),
+    ...serverEnvironmentFor(options.cpus),
   });
   const steps: CapacityStep[] = [];
   const search = rateSearch(options);

@@ -55,8 +55,7 @@ function environment(refs: References, sizing: Sizing): Array<{ name: string; va
     IIIF_CACHE_MAX_BYTES: sourceCacheBytes,
     IIIF_PYRAMID_DIR: `${cacheMount}/pyramids`,
     IIIF_PYRAMID_CACHE_MAX_BYTES: pyramidCacheBytes,
-    // Node reports the host's cores, not the task's share: size the render lane explicitly.
-    IIIF_RENDER_CONCURRENCY: sizing.renderConcurrency,
+    ...sizing.serverEnvironment,
     // The ALB sets X-Forwarded-Proto/Host and keeps the access logs.
     IIIF_TRUST_PROXY: true,
     IIIF_ACCESS_LOG: false,

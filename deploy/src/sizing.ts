@@ -11,8 +11,8 @@ export interface Sizing {
   /** Soft memory (placement) and hard memory (OOM-kill line), MiB. */
   memoryReservationMiB: number;
   memoryMiB: number;
-  /** Renders at once in the cheap lane: Node sees the host's cores, not the task's share. */
-  renderConcurrency: number;
+  /** Environment for the task's cores (see serverEnvironmentFor). */
+  serverEnvironment: Record<string, string>;
   /** ALBRequestCountPerTarget target: requests per target per minute = R_max × 60 × headroom. */
   requestsPerTargetPerMinute: number;
   /** ECSServiceAverageCPUUtilization target, percent: CPU at R_max (of the task's cores) × headroom. */
@@ -28,11 +28,15 @@ export interface Sizing {
 }
 
 /**
- * Renders at once in the cheap lane for a container of `cpus` cores: one per core plus one per
- * core for I/O waits, as the server's default does for the cores it sees. The capacity run and
- * the task use this same number.
+ * The server settings that follow from a container's cores, which Node cannot see (it reports
+ * the host's): renders at once in the cheap lane (one per core plus one per core for I/O waits,
+ * as the server's default does for the cores it sees), and libuv's thread pool, where those
+ * renders run, at least that large. The capacity run and the task use these same values.
  */
-export const renderConcurrencyFor = (cpus: number): number => cpus * 2;
+export function serverEnvironmentFor(cpus: number): Record<string, string> {
+  const renderConcurrency = cpus * 2;
+  return { IIIF_RENDER_CONCURRENCY: String(renderConcurrency), UV_THREADPOOL_SIZE: String(Math.max(4, renderConcurrency)) };
+}
 
 /** ECS caps stopTimeout at 120 s. */
 const MAX_STOP_TIMEOUT_SECONDS = 120;
@@ -62,7 +66,7 @@ export function deriveSizing(capacity: Capacity): Sizing {
     cpuUnits: cpus * 1024,
     memoryReservationMiB,
     memoryMiB: memoryLimitMiB,
-    renderConcurrency: renderConcurrencyFor(cpus),
+    serverEnvironment: serverEnvironmentFor(cpus),
     requestsPerTargetPerMinute,
     cpuTargetPercent,
     stopTimeoutSeconds,

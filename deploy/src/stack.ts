@@ -60,7 +60,11 @@ export class IiifStack extends Stack {
 
     const parameter = (name: string, props: ConstructorParameters<typeof CfnParameter>[2]) => new CfnParameter(this, name, props);
     const vpcId = parameter('VpcId', { type: 'AWS::EC2::VPC::Id', description: 'VPC of the load balancer and the hosts' });
-    const subnets = parameter('SubnetIds', { type: 'List<AWS::EC2::Subnet::Id>', description: 'Subnets in at least two availability zones, for the ALB and the hosts' });
+    const albSubnets = parameter('PublicSubnetIds', { type: 'List<AWS::EC2::Subnet::Id>', description: 'Public subnets in at least two availability zones, for the load balancer' });
+    const hostSubnets = parameter('HostSubnetIds', {
+      type: 'List<AWS::EC2::Subnet::Id>',
+      description: 'Subnets for the hosts, in the same zones: private, with a NAT gateway or VPC endpoints for ECS, ECR, S3 and CloudWatch Logs',
+    });
     const allowedCidr = parameter('AllowedCidr', { type: 'String', default: '0.0.0.0/0', description: 'Who may reach the load balancer' });
     const repository = parameter('ImageRepository', { type: 'String', default: settings.name, description: 'ECR repository name in this account and region' });
     const imageTag = parameter('ImageTag', {
@@ -104,7 +108,7 @@ export class IiifStack extends Stack {
     const loadBalancer = new elbv2.CfnLoadBalancer(this, 'LoadBalancer', {
       type: 'application',
       scheme: 'internet-facing',
-      subnets: subnets.valueAsList,
+      subnets: albSubnets.valueAsList,
       securityGroups: [albGroup.attrGroupId],
       loadBalancerAttributes: [{ key: 'idle_timeout.timeout_seconds', value: String(settings.albIdleTimeoutSeconds) }],
     });
@@ -133,13 +137,24 @@ export class IiifStack extends Stack {
       defaultActions: [{ type: 'forward', targetGroupArn: targetGroup.ref }],
     });
 
-    // Hosts: the ECS agent's own calls only, scoped to this cluster where ECS allows it.
-    const clusterArn = cluster.attrArn;
+    // Hosts: the ECS agent's own calls only (image pulls and logs use the execution role), on
+    // this cluster and its container instances; endpoint discovery has no resource to scope to.
     const containerInstances = Fn.sub('arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:container-instance/${Cluster}/*', { Cluster: cluster.ref });
     const hostRole = role(this, 'HostRole', 'ec2.amazonaws.com', [
       { actions: ['ecs:DiscoverPollEndpoint'], resources: ['*'] },
-      { actions: ['ecs:RegisterContainerInstance', 'ecs:DeregisterContainerInstance', 'ecs:SubmitContainerStateChange', 'ecs:SubmitTaskStateChange', 'ecs:SubmitAttachmentStateChanges'], resources: [clusterArn] },
-      { actions: ['ecs:Poll', 'ecs:StartTelemetrySession', 'ecs:UpdateContainerInstancesState', 'ecs:PutSystemLogEvents'], resources: [containerInstances] },
+      {
+        actions: [
+          'ecs:RegisterContainerInstance',
+          'ecs:DeregisterContainerInstance',
+          'ecs:Poll',
+          'ecs:StartTelemetrySession',
+          'ecs:UpdateContainerInstancesState',
+          'ecs:SubmitContainerStateChange',
+          'ecs:SubmitTaskStateChange',
+          'ecs:SubmitAttachmentStateChanges',
+        ],
+        resources: [cluster.attrArn, containerInstances],
+      },
     ]);
     const instanceProfile = new iam.CfnInstanceProfile(this, 'HostInstanceProfile', { roles: [hostRole.ref] });
     const launchTemplate = new ec2.CfnLaunchTemplate(this, 'HostLaunchTemplate', {
@@ -156,7 +171,7 @@ export class IiifStack extends Stack {
     const hosts = new autoscaling.CfnAutoScalingGroup(this, 'HostAutoScalingGroup', {
       minSize: minHosts.valueAsString,
       maxSize: maxHosts.valueAsString,
-      vpcZoneIdentifier: subnets.valueAsList,
+      vpcZoneIdentifier: hostSubnets.valueAsList,
       launchTemplate: { launchTemplateId: launchTemplate.ref, version: launchTemplate.attrLatestVersionNumber },
       // Managed termination protection: ECS decides which hosts are empty enough to go.
       newInstancesProtectedFromScaleIn: true,

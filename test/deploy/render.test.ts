@@ -83,6 +83,9 @@ describe('ECS task definition', () => {
       IIIF_S3_BUCKET: '${IMAGE_BUCKET}',
       IIIF_CACHE_DIR: '/cache/source',
       IIIF_PYRAMID_DIR: '/cache/pyramids',
+      // One core measured: the task gets the same lane and thread pool as the capacity run.
+      IIIF_RENDER_CONCURRENCY: '2',
+      UV_THREADPOOL_SIZE: '4',
       [drain.delay.variable]: String(drain.delay.ms),
       [drain.timeout.variable]: String(drain.timeout.ms),
     });
@@ -158,6 +161,11 @@ describe('CloudFormation stack (CDK assertions)', () => {
     });
     const hostGroup = (templateJson.Resources as Record<string, { Properties: Json }>).HostSecurityGroup!.Properties;
     expect(hostGroup.SecurityGroupIngress).toBeUndefined();
+  });
+
+  it('puts the load balancer in the public subnets and the hosts in their own', () => {
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', { Subnets: { Ref: 'PublicSubnetIds' } });
+    template.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', { VPCZoneIdentifier: { Ref: 'HostSubnetIds' } });
   });
 
   it('scales hosts with a managed capacity provider kept below 100 % full', () => {
