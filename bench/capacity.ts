@@ -23,7 +23,7 @@ import { projectRoot } from '../src/paths.js';
 import { BENCH_HEIGHT, BENCH_WIDTH, ensureBenchImages, PYRAMIDS } from './images.js';
 import { benchDataDir, machine } from './run.js';
 import { cpuSeconds, startServer, watchPeakRss, type RunningServer } from './server-process.js';
-import { shuffled, tilePaths } from './workloads.js';
+import { shuffled, tilePaths, type Dimensions } from './workloads.js';
 
 export interface CapacityOptions {
   cpus: number;
@@ -42,16 +42,31 @@ export interface CapacityOptions {
 /** Out of every 20 requests: 17 viewer tiles, 2 info.json, 1 thumbnail. */
 const MIX_PERIOD = 20;
 const THUMBNAIL_SIZES = ['!150,150', '!200,200', '!300,300'];
-export const MIX_DESCRIPTION = `per ${MIX_PERIOD} requests: 17 deep-zoom tiles (every zoom level of ${PYRAMIDS.length} pyramids of ${BENCH_WIDTH}×${BENCH_HEIGHT}, shuffled), 2 info.json, 1 thumbnail (${THUMBNAIL_SIZES.join(' ')})`;
+
+/** The images a run requests (all of one size) and the folder they are in. */
+export interface MixImages {
+  dataDir: string;
+  names: readonly string[];
+  size: Dimensions;
+}
+
+/** The benchmark's pyramids (generated into bench/data the first time). */
+export async function benchImages(log: (line: string) => void): Promise<MixImages> {
+  return { dataDir: await ensureBenchImages(benchDataDir(), log), names: PYRAMIDS, size: { width: BENCH_WIDTH, height: BENCH_HEIGHT } };
+}
+
+export function describeMix(images: MixImages): string {
+  return `per ${MIX_PERIOD} requests: 17 deep-zoom tiles (every zoom level of ${images.names.length} pyramid(s) of ${images.size.width}×${images.size.height}, shuffled), 2 info.json, 1 thumbnail (${THUMBNAIL_SIZES.join(' ')})`;
+}
 
 /**
  * The request list a step cycles through: what viewers send when they open images (info.json),
  * pan and zoom (tiles across every level) and list them (thumbnails).
  */
-export function capacityMix(prefix = '/iiif/3'): string[] {
-  const tiles = shuffled(PYRAMIDS.flatMap((name) => tilePaths({ width: BENCH_WIDTH, height: BENCH_HEIGHT }, 256, 3).map((path) => `${prefix}/${name}/${path}`)));
-  const infos = PYRAMIDS.map((name) => `${prefix}/${name}/info.json`);
-  const thumbnails = PYRAMIDS.flatMap((name) => THUMBNAIL_SIZES.map((size) => `${prefix}/${name}/full/${size}/0/default.jpg`));
+export function capacityMix(images: Pick<MixImages, 'names' | 'size'>, prefix = '/iiif/3'): string[] {
+  const tiles = shuffled(images.names.flatMap((name) => tilePaths(images.size, 256, 3).map((path) => `${prefix}/${name}/${path}`)));
+  const infos = images.names.map((name) => `${prefix}/${name}/info.json`);
+  const thumbnails = images.names.flatMap((name) => THUMBNAIL_SIZES.map((size) => `${prefix}/${name}/full/${size}/0/default.jpg`));
   const paths: string[] = [];
   let [tile, info, thumbnail] = [0, 0, 0];
   while (tile < tiles.length) {
@@ -126,8 +141,8 @@ async function runStep(server: RunningServer, paths: string[], cursor: { next: n
     p99Ms: result.latency.p99,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
-    // Two decimals: light steps use a few hundredths of a core.
-    coresUsed: round(cores, 2),
+    // Three decimals: light steps use a few thousandths of a core.
+    coresUsed: round(cores, 3),
     peakRssMiB: round((await rss.stop()) / 2 ** 20),
   };
   return { ...step, failure: stepFailure(step, options) };
@@ -145,18 +160,20 @@ function pinSelfAwayFrom(serverCpus: number): string {
   return `load generator on core(s) ${others}`;
 }
 
-export async function measureCapacity(options: CapacityOptions, log: (line: string) => void): Promise<Capacity> {
+/**
+ * Runs the stepped search against one fresh server process over `images`. `placement` says
+ * where the load generator ran, for the record.
+ */
+export async function measureCapacity(options: CapacityOptions, images: MixImages, placement: string, log: (line: string) => void): Promise<Capacity> {
   if (options.cpus > availableParallelism()) throw new Error(`--cpus ${options.cpus} is more than this machine's ${availableParallelism()} cores`);
-  const dataDir = await ensureBenchImages(benchDataDir(), log);
-  const placement = pinSelfAwayFrom(options.cpus);
   const server = await startServer('taskset', ['-c', cpuList(0, options.cpus - 1), process.execPath, join(projectRoot(), 'dist', 'src', 'main.js')], {
-    IIIF_FILE_ROOT: dataDir,
+    IIIF_FILE_ROOT: images.dataDir,
     ...serverEnvironmentFor(options.cpus),
   });
   const steps: CapacityStep[] = [];
   const search = rateSearch(options);
   try {
-    const paths = capacityMix();
+    const paths = capacityMix(images);
     for (const info of new Set(paths.filter((path) => path.endsWith('info.json')))) await fetch(`${server.url}${info}`);
     const cursor = { next: 0 };
     for (let rate: number | undefined = search.first; rate !== undefined; ) {
@@ -181,7 +198,7 @@ export async function measureCapacity(options: CapacityOptions, log: (line: stri
     sustainableRequestsPerSecond: best.offeredRate,
     coresAtSustainable: best.coresUsed,
     peakRssMiBAtSustainable: Math.max(...steps.filter((step) => step.offeredRate <= best.offeredRate).map((step) => step.peakRssMiB)),
-    mix: MIX_DESCRIPTION,
+    mix: describeMix(images),
     steps,
   };
 }
@@ -228,7 +245,9 @@ function optionsFromArgs(args: string[]): CapacityOptions {
 
 async function main(): Promise<void> {
   const options = optionsFromArgs(process.argv.slice(2));
-  const capacity = await measureCapacity(options, (line) => console.log(line));
+  const log = (line: string) => console.log(line);
+  const images = await benchImages(log);
+  const capacity = await measureCapacity(options, images, pinSelfAwayFrom(options.cpus), log);
   await mkdir(dirname(options.out), { recursive: true });
   await writeFile(options.out, `${JSON.stringify(capacity, null, 2)}\n`);
   console.log(`R_max ${capacity.sustainableRequestsPerSecond} req/s per container (p99 ≤ ${capacity.sloP99Ms} ms), ${capacity.coresAtSustainable} cores, peak ${capacity.peakRssMiBAtSustainable} MiB → ${options.out}`);

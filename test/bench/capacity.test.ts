@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { capacityMix, rateSearch, stepFailure } from '../../bench/capacity.js';
+import { capacityMix, measureCapacity, rateSearch, stepFailure } from '../../bench/capacity.js';
+import { BENCH_HEIGHT, BENCH_WIDTH, PYRAMIDS } from '../../bench/images.js';
+import { parseCapacity } from '../../deploy/src/capacity.js';
+import { deriveSizing } from '../../deploy/src/sizing.js';
+import { makeFixtures } from '../fixtures.js';
 
 describe('capacity mix', () => {
   it('is 17 tiles, 2 info.json and 1 thumbnail in every 20 requests, every tile once', () => {
-    const paths = capacityMix();
+    const paths = capacityMix({ names: PYRAMIDS, size: { width: BENCH_WIDTH, height: BENCH_HEIGHT } });
     const window = paths.slice(0, 20);
     expect(window.filter((p) => p.endsWith('/info.json'))).toHaveLength(2);
     expect(window.filter((p) => p.includes('/full/!'))).toHaveLength(1);
@@ -54,5 +58,25 @@ describe('rate search', () => {
 
   it('finds nothing when the first step fails', () => {
     expect(tried(5)).toEqual({ rates: [10], sustainable: 0 });
+  });
+});
+
+describe('capacity run', () => {
+  it('measures a real server process pinned to one core, step by step, into what deploy:render reads', async () => {
+    const { root } = await makeFixtures();
+    const options = { cpus: 1, memoryLimitMiB: 2048, sloP99Ms: 2000, headroom: 0.7, startRate: 10, factor: 2, maxRate: 20, refineSteps: 0, holdSeconds: 2, smoke: false, out: '' };
+    const images = { dataDir: root, names: ['pyramid.tif'], size: { width: 2048, height: 1536 } };
+    const capacity = await measureCapacity(options, images, 'load generator in the test', () => undefined);
+    expect(capacity.steps.map((step) => step.offeredRate)).toEqual([10, 20]);
+    for (const step of capacity.steps) {
+      expect(step.failure).toBeUndefined();
+      expect(step.achievedRate).toBeGreaterThan(0);
+      expect(step.coresUsed).toBeGreaterThan(0);
+      expect(step.peakRssMiB).toBeGreaterThan(20);
+    }
+    expect(capacity.sustainableRequestsPerSecond).toBe(20);
+    expect(capacity.machine).toContain('server pinned to 1 core(s)');
+    const parsed = parseCapacity(JSON.parse(JSON.stringify(capacity)), 'the run');
+    expect(deriveSizing(parsed).requestsPerTargetPerMinute).toBe(Math.floor(20 * 60 * 0.7));
   });
 });
