@@ -7,7 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { App, Aws, CfnOutput, CfnParameter, DefaultStackSynthesizer, Fn, Stack } from 'aws-cdk-lib';
+import { App, Aws, CfnDeletionPolicy, CfnOutput, CfnParameter, DefaultStackSynthesizer, Fn, Stack } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -87,6 +87,9 @@ export class IiifStack extends Stack {
     const maxTasks = parameter('MaxTasks', { type: 'Number', default: settings.service.maxTasks, minValue: 1 });
 
     const logGroup = new logs.CfnLogGroup(this, 'LogGroup', { retentionInDays: settings.logRetentionDays });
+    // Logs outlive the stack: deleting or replacing it must not erase what happened.
+    logGroup.cfnOptions.deletionPolicy = CfnDeletionPolicy.RETAIN;
+    logGroup.cfnOptions.updateReplacePolicy = CfnDeletionPolicy.RETAIN;
     const cluster = new ecs.CfnCluster(this, 'Cluster', { clusterSettings: [{ name: 'containerInsights', value: 'enabled' }] });
 
     // Network: the ALB takes the public traffic; hosts accept only the ALB, on Docker's ephemeral range.
@@ -265,7 +268,7 @@ export class IiifStack extends Stack {
     tracking('CpuScaling', sizing.cpuTargetPercent, { predefinedMetricType: 'ECSServiceAverageCPUUtilization' });
 
     const output = (name: string, value: string) => new CfnOutput(this, name, { value });
-    output('LoadBalancerUrl', Fn.join('', ['http://', loadBalancer.attrDnsName]));
+    output('LoadBalancerUrl', Fn.sub('http://${Dns}', { Dns: loadBalancer.attrDnsName }));
     output('ClusterName', cluster.ref);
     output('ServiceName', ecsService.attrName);
     output('TargetGroupArn', targetGroup.ref);
