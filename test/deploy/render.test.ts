@@ -7,6 +7,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ARTIFACTS, render } from '../../deploy/src/render.js';
 import { drain, settings } from '../../deploy/src/settings.js';
+import { loadConfig } from '../../src/config.js';
 import { projectRoot } from '../../src/paths.js';
 import { capacityFile, measuredCapacity } from './fixtures.js';
 
@@ -90,6 +91,18 @@ describe('ECS task definition', () => {
       [drain.timeout.variable]: String(drain.timeout.ms),
     });
     expect(container().image).toBe('${IMAGE}');
+  });
+
+  it('gives the server an environment its own configuration reader accepts', () => {
+    const env = Object.fromEntries(
+      (container().environment as Array<{ name: string; value: string }>).map((e) => [e.name, e.value.replace('${IMAGE_BUCKET}', 'images').replace('${IMAGE_PREFIX}', 'scans/')]),
+    );
+    const config = loadConfig(env);
+    expect(config.source).toBe('s3');
+    expect(config.s3).toMatchObject({ bucket: 'images', prefix: 'scans/' });
+    expect(config.cache).toEqual({ dir: '/cache/source', maxBytes: settings.container.sourceCacheBytes });
+    expect(config.renderConcurrency).toBe(2);
+    expect(config.port).toBe(settings.container.port);
   });
 
   it('is the same task definition the stack registers, key for key', () => {
