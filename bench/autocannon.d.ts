@@ -11,6 +11,8 @@ declare module 'autocannon' {
     connections?: number;
     duration?: number;
     amount?: number;
+    /** Requests per second across all connections (open-loop pacing, up to what the connections allow). */
+    overallRate?: number;
     timeout?: number;
     requests?: Request[];
   }
