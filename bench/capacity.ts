@@ -248,8 +248,9 @@ function optionsFromArgs(args: string[]): CapacityOptions {
   };
 }
 
-async function main(): Promise<void> {
-  const options = optionsFromArgs(process.argv.slice(2));
+/** `npm run capacity` and `iiif-elastic capacity`: measure, then write capacity.json. */
+export async function runCapacity(args: string[]): Promise<void> {
+  const options = optionsFromArgs(args);
   const log = (line: string) => console.log(line);
   const images = await benchImages(log);
   const capacity = await measureCapacity(options, images, pinSelfAwayFrom(options.cpus), log);
@@ -259,7 +260,7 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[1]?.endsWith('capacity.js')) {
-  main().catch((error: unknown) => {
+  runCapacity(process.argv.slice(2)).catch((error: unknown) => {
     process.stderr.write(`capacity: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exit(1);
   });

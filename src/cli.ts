@@ -5,7 +5,7 @@
  * and turns any failure into exit code 1 (2 for bad usage) with one line on stderr.
  */
 import { parseArgs } from 'node:util';
-import { benchCommand } from './cli/bench.js';
+import { benchCommand, capacityCommand } from './cli/bench.js';
 import { UsageError, type Command } from './cli/command.js';
 import { infoCommand } from './cli/info.js';
 import { pyramidCommand } from './cli/pyramid.js';
@@ -16,6 +16,7 @@ const COMMANDS: Record<string, Command> = {
   info: infoCommand,
   pyramid: pyramidCommand,
   bench: benchCommand,
+  capacity: capacityCommand,
 };
 
 const NAME = 'iiif-elastic';
@@ -41,6 +42,10 @@ async function run(argv: string[]): Promise<void> {
   if (!command) throw new UsageError(`unknown command "${name.slice(0, 50)}"; run "${NAME} --help" for the list`);
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(commandHelp(name, command));
+    return;
+  }
+  if (command.passThrough) {
+    await command.run({ values: {}, positionals: rest });
     return;
   }
   let parsed;

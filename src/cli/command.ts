@@ -29,5 +29,7 @@ export interface Command {
   positionals: string[];
   /** Takes any number of positional arguments instead (e.g. workload names). */
   variadic?: boolean;
+  /** Hands every argument to `run` unparsed, as positionals (a tool with its own options). */
+  passThrough?: boolean;
   run(parsed: Parsed): Promise<void>;
 }

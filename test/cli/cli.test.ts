@@ -131,3 +131,12 @@ describe('iiif-elastic bench', () => {
     expect(result.stderr).toBe('iiif-elastic: unknown workload W9; choose from W1, W2, W3, W4, W5\n');
   });
 });
+
+describe('iiif-elastic capacity', () => {
+  it('passes its own options to the capacity run and refuses bad ones with one line', async () => {
+    const result = await cli('capacity', '--cpus', 'many');
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toMatch(/^iiif-elastic: .*cpus/);
+  });
+});
