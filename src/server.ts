@@ -4,6 +4,7 @@ import { loadConfig, type Config } from './config.js';
 import { buildApp } from './http/app.js';
 import { exitGracefullyOnSignals, Lifecycle } from './http/lifecycle.js';
 import { buildMetricsApp } from './http/metrics-route.js';
+import { Images } from './image/images.js';
 import { Pyramids } from './image/pyramids.js';
 import { configureSharp } from './image/sharp-setup.js';
 import type { Log } from './cache/disk-cache.js';
@@ -16,6 +17,16 @@ export async function openStores(config: Config, metrics: Metrics, log: Log): Pr
   const source = await openSource(config, metrics, log);
   const pyramids = config.pyramids.thresholdPixels > 0 ? await Pyramids.open(config.pyramids, metrics, log) : undefined;
   return { source, pyramids };
+}
+
+/**
+ * The image pipeline without a server, for command-line tools: same source, pyramids and
+ * settings as `serve`, nothing logged (the commands print their own one-line results).
+ */
+export async function openPipeline(config: Config): Promise<{ images: Images; source: ImageSource; pyramids: Pyramids | undefined }> {
+  const metrics = new Metrics();
+  const { source, pyramids } = await openStores(config, metrics, { warn: () => undefined, info: () => undefined });
+  return { images: new Images(source, config, metrics, pyramids), source, pyramids };
 }
 
 export interface RunningServer {

@@ -1,8 +1,6 @@
 import { loadConfig } from '../config.js';
-import { Images } from '../image/images.js';
 import type { ApiVersion } from '../iiif/request.js';
-import { Metrics } from '../metrics.js';
-import { openStores } from '../server.js';
+import { openPipeline } from '../server.js';
 import { UsageError, type Command } from './command.js';
 import { environmentWith, settingOptions, settingsHelp } from './settings.js';
 
@@ -26,10 +24,7 @@ export const infoCommand: Command = {
     if (!version) throw new UsageError(`--api must be 2 or 3, got "${String(values.api)}"`);
     const identifier = positionals[0]!;
     const config = loadConfig(environmentWith(values));
-    const metrics = new Metrics();
-    const quiet = { warn: () => undefined, info: () => undefined };
-    const { source, pyramids } = await openStores(config, metrics, quiet);
-    const images = new Images(source, config, metrics, pyramids);
+    const { images } = await openPipeline(config);
     const image = await images.resolve(identifier);
     const root = config.baseUrl ?? `http://localhost:${config.port}`;
     const info = images.info(version, `${root}/iiif/${version}/${encodeURIComponent(identifier)}`, image);

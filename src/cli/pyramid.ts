@@ -1,8 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { loadConfig } from '../config.js';
-import { Images } from '../image/images.js';
-import { Metrics } from '../metrics.js';
-import { openStores } from '../server.js';
+import { openPipeline } from '../server.js';
 import { UsageError, type Command } from './command.js';
 import { environmentWith, settingOptions, settingsHelp } from './settings.js';
 
@@ -49,11 +47,8 @@ export const pyramidCommand: Command = {
     if (!Number.isSafeInteger(limit) || limit < 1) throw new UsageError(`--limit must be a whole number above 0, got "${String(values.limit)}"`);
     const config = loadConfig({ ...environmentWith(values), ...sourceSettings(positionals[0]!) });
     if (config.pyramids.thresholdPixels === 0) throw new Error('IIIF_PYRAMID_THRESHOLD_PIXELS is 0: nothing would be converted');
-    const metrics = new Metrics();
-    const quiet = { warn: () => undefined, info: () => undefined };
-    const { source, pyramids } = await openStores(config, metrics, quiet);
+    const { images, source, pyramids } = await openPipeline(config);
     if (!source.list) throw new Error('this source cannot list its images');
-    const images = new Images(source, config, metrics, pyramids);
     const identifiers = await source.list(limit);
     const show = progress(identifiers.length);
     const counts = { built: 0, kept: 0, flat: 0 };
