@@ -8,7 +8,7 @@ fi
 echo "installing Debian's chromium for the browser test"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends chromium fonts-dejavu-core >/dev/null
 if ! /usr/bin/chromium --version; then
   echo "chromium.sh: /usr/bin/chromium is not runnable after installing it" >&2
   exit 1
