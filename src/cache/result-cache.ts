@@ -5,8 +5,11 @@ export interface CachedResult {
   data: Buffer;
   /** Stored level the bytes came from, and how they were made; kept for the debug headers. */
   level: number;
-  /** passthrough: stored JPEG bytes as they are; tile: one stored tile decoded; sharp: the file through libvips. */
-  method: 'passthrough' | 'tile' | 'sharp';
+  /**
+   * passthrough: stored JPEG bytes as they are; cut: a stored JPEG tile cut without decoding;
+   * tile: one stored tile decoded; sharp: the file through libvips.
+   */
+  method: 'passthrough' | 'cut' | 'tile' | 'sharp';
 }
 
 /**

@@ -10,6 +10,8 @@ export interface TileSpot {
   index: number;
   /** The part of the decoded tile the request covers. */
   crop: Rect;
+  /** The request is the tile's top-left part (all of it, or an edge tile cut to the image) at its stored size. */
+  corner: boolean;
   /** The request is the whole tile at its stored size: its bytes can be sent as they are. */
   exact: boolean;
 }
@@ -20,9 +22,10 @@ const GREY = 1;
 /**
  * Whether a request reads inside a single stored tile of the chosen level. Then the tile's own
  * JPEG bytes are the whole input: sent as they are when the request is exactly that tile and
- * asks for nothing the stored bytes do not already are (see sendableAsStored), otherwise
- * decoded alone and cropped — far cheaper than opening the TIFF through libvips. Edge tiles,
- * which viewers request cut to the image, take the second way. Pure.
+ * asks for nothing the stored bytes do not already are (see sendableAsStored); cut in the
+ * compressed domain when it is the tile's top-left part at stored size, as edge tiles are
+ * (see cropJpegCorner); otherwise decoded alone and cropped — still far cheaper than opening
+ * the TIFF through libvips. Pure.
  */
 export function locateTile(
   plan: Pick<RenderPlan, 'region' | 'width' | 'height'>,
@@ -39,9 +42,9 @@ export function locateTile(
   const lastRow = Math.floor((region.y + region.height - 1) / tileHeight);
   if (column !== lastColumn || row !== lastRow) return undefined;
   const crop = { x: region.x - column * tileWidth, y: region.y - row * tileHeight, width: region.width, height: region.height };
-  const exact =
-    crop.x === 0 && crop.y === 0 && crop.width === tileWidth && crop.height === tileHeight && plan.width === tileWidth && plan.height === tileHeight;
-  return { page, index: row * Math.ceil(page.width / tileWidth) + column, crop, exact };
+  const corner = crop.x === 0 && crop.y === 0 && plan.width === crop.width && plan.height === crop.height;
+  const exact = corner && crop.width === tileWidth && crop.height === tileHeight;
+  return { page, index: row * Math.ceil(page.width / tileWidth) + column, crop, corner, exact };
 }
 
 /** jpg in the stored colours, not turned or mirrored: what a stored JPEG tile already is. */

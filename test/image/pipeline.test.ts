@@ -41,7 +41,8 @@ describe('stored-tile pass-through', () => {
   });
 
   it.each([
-    ['an edge tile (the stored tile is padded)', '/iiif/3/gradient.tif/1792,0,208,256/208,256/0/default.jpg', 'tile'],
+    ['an edge tile (the stored tile is padded)', '/iiif/3/gradient.tif/1792,0,208,256/208,256/0/default.jpg', 'cut'],
+    ['an edge tile as PNG', '/iiif/3/gradient.tif/1792,0,208,256/208,256/0/default.png', 'tile'],
     ['another output format', '/iiif/3/gradient.tif/0,0,256,256/256,256/0/default.webp', 'tile'],
     ['gray quality', '/iiif/3/gradient.tif/0,0,256,256/256,256/0/gray.jpg', 'tile'],
     ['a rotation', '/iiif/3/gradient.tif/0,0,256,256/256,256/90/default.jpg', 'tile'],
