@@ -132,6 +132,29 @@ export async function startOurs(dataDir: string, env: Record<string, string> = {
   };
 }
 
+/** Requests sent before measuring, so a JIT-compiled server is measured warm, as it runs in production. */
+const WARM_UP_REQUESTS = 2000;
+
+/**
+ * Warms a server's code paths on the workload's own images without warming its caches for the
+ * measured URLs: the same requests with quality `color`, which reads the same stored tiles but
+ * is a different canonical request (a different result-cache key, a different response). Only
+ * for image workloads whose URLs ask for `default`.
+ */
+async function warmUp(url: string, workload: Workload, connections: number): Promise<void> {
+  const paths = shuffled(workload.paths.filter((path) => path.endsWith('/default.jpg')), 7).map((path) => path.replace(/\/default\.jpg$/, '/color.jpg'));
+  if (paths.length === 0) return;
+  let next = 0;
+  const result = await autocannon({
+    url,
+    connections,
+    amount: WARM_UP_REQUESTS,
+    timeout: 30,
+    requests: [{ method: 'GET', setupRequest: (request) => ({ ...request, path: paths[next++ % paths.length]! }) }],
+  });
+  if (result.non2xx > 0 || result.errors > 0) throw new Error(`warm-up of ${workload.name} failed: ${result.non2xx} non-2xx, ${result.errors} errors`);
+}
+
 /**
  * Runs one measurement against a fresh server (or a given URL), after warming what a real
  * first visit warms: each image's info.json.
@@ -144,6 +167,7 @@ export async function runWorkload(workload: Workload, connections: number, start
     const warming = process.hrtime.bigint();
     for (const base of infos) await fetch(`${url}${base}/info.json`);
     const warmupSeconds = round(Number(process.hrtime.bigint() - warming) / 1e9);
+    await warmUp(url, workload, connections);
     return { ...(await measure(server, url, workload, connections)), warmupSeconds };
   } finally {
     await server?.stop();

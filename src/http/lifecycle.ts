@@ -20,8 +20,9 @@ export class Lifecycle {
 
 /** While draining, every response closes its connection, so no keep-alive socket outlives the drain. */
 export function registerDraining(app: FastifyInstance, lifecycle: Lifecycle): void {
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (lifecycle.draining) reply.header('connection', 'close');
+    done(null, payload);
   });
   closeOnlyWrittenConnections(app.server);
 }

@@ -23,6 +23,8 @@ export interface ResolvedImage {
 
 export interface ImagePlan extends RenderPlan {
   lane: Lane;
+  /** Source version + canonical request: the result-cache key, built once per plan. */
+  resultKey: string;
 }
 
 export type RenderOutcome = CachedResult & { cache: 'hit' | 'miss' | 'shared' };
@@ -84,12 +86,15 @@ export class Images {
           `${Math.floor(this.config.renderMemoryBytes / 2 ** 20)} MiB allowed; ask for a smaller region or size`,
       );
     }
-    return { ...plan, lane: outputPixels > this.config.largeRenderPixels ? 'expensive' : 'cheap' };
+    return {
+      ...plan,
+      lane: outputPixels > this.config.largeRenderPixels ? 'expensive' : 'cheap',
+      resultKey: `${image.source.identifier}\u0000${image.source.version}\u0000${plan.canonical}`,
+    };
   }
 
   render(image: ResolvedImage, plan: ImagePlan): Promise<RenderOutcome> {
-    const key = `${image.source.identifier}\u0000${image.source.version}\u0000${plan.canonical}`;
-    return this.results.get(key, () => this.withPresentFiles(image, (present) => this.produce(present.source, present.metadata, plan)));
+    return this.results.get(plan.resultKey, () => this.withPresentFiles(image, (present) => this.produce(present.source, present.metadata, plan)));
   }
 
   /**
