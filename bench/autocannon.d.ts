@@ -14,6 +14,8 @@ declare module 'autocannon' {
     /** Requests per second across all connections (open-loop pacing, up to what the connections allow). */
     overallRate?: number;
     timeout?: number;
+    /** Milliseconds between samples; a run given an `amount` only ends on a sample tick. */
+    sampleInt?: number;
     requests?: Request[];
   }
   interface Histogram {

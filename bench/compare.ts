@@ -4,27 +4,41 @@
  * Prints and saves each workload's ratio ours / iipsrv, per request and per CPU core.
  */
 import { availableParallelism } from 'node:os';
-import { ensureBenchImages } from './images.js';
 import { startIipsrv } from './iipsrv.js';
-import { PYRAMIDS } from './images.js';
+import { ensureBenchImages, PLAIN_JPEGS, PYRAMIDS } from './images.js';
 import { benchDataDir, describeMeasurement, runWorkload, startOurs, workloads, writeReport, type Measurement } from './run.js';
 
 interface Pair {
   workload: string;
   connections: number;
+  /** The run with the median req/s per core, of each server. */
   ours: Measurement;
   iipsrv: Measurement;
   ratio: number;
   ratioPerCore: number;
+  runs: Array<{ ours: Measurement; iipsrv: Measurement }>;
+}
+
+/**
+ * Runs per workload and server (BENCH_REPEAT, default 3): on a 2-core machine shared with the
+ * load generator one short run's CPU per request varies by ±30 %, the median of three far less.
+ */
+const repeats = Number(process.env.BENCH_REPEAT ?? 3);
+
+/** The measurement with the median req/s per core. */
+function median(measurements: Measurement[]): Measurement {
+  const sorted = [...measurements].sort((a, b) => a.requestsPerSecondPerCore - b.requestsPerSecondPerCore);
+  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 async function main(): Promise<void> {
+  if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`BENCH_REPEAT must be a whole number ≥ 1, not "${process.env.BENCH_REPEAT}"`);
   const chosen = new Set(process.argv.slice(2));
   const dataDir = await ensureBenchImages(benchDataDir(), (line) => console.log(line));
-  // iipsrv cannot read a plain JPEG: for W2 it gets the same picture as a pyramid, which is what
-  // its users convert their JPEGs to before serving them.
-  const ours = workloads({ prefix: '/iiif/2', syntax: 2, plainImage: 'plain.jpg' });
-  const theirs = workloads({ prefix: '/iiif', syntax: 2, plainImage: PYRAMIDS[0]! });
+  // iipsrv cannot read a plain JPEG: for W2 it gets pyramids of the same size, which is what its
+  // users convert their JPEGs to before serving them.
+  const ours = workloads({ prefix: '/iiif/2', syntax: 2, plainImages: PLAIN_JPEGS });
+  const theirs = workloads({ prefix: '/iiif', syntax: 2, plainImages: PYRAMIDS });
   const pairs: Pair[] = [];
   let oursFirst = true;
   for (const [index, workload] of ours.entries()) {
@@ -32,17 +46,25 @@ async function main(): Promise<void> {
     for (const connections of workload.connections.filter((c) => c <= 32)) {
       const runOurs = () => runWorkload(workload, connections, () => startOurs(dataDir, workload.env));
       const runTheirs = () => runWorkload(theirs[index]!, connections, () => startIipsrv(dataDir, availableParallelism()));
-      const [a, b] = oursFirst ? [await runOurs(), await runTheirs()] : [await runTheirs(), await runOurs()].reverse();
-      oursFirst = !oursFirst;
+      const runs: Array<{ ours: Measurement; iipsrv: Measurement }> = [];
+      for (let attempt = 0; attempt < repeats; attempt++) {
+        const [a, b] = oursFirst ? [await runOurs(), await runTheirs()] : [await runTheirs(), await runOurs()].reverse();
+        oursFirst = !oursFirst;
+        runs.push({ ours: a!, iipsrv: b! });
+        console.log(`ours   ${describeMeasurement(a!)}\niipsrv ${describeMeasurement(b!)}`);
+      }
+      const ours = median(runs.map((run) => run.ours));
+      const iipsrv = median(runs.map((run) => run.iipsrv));
       const pair = {
         workload: workload.name,
         connections,
-        ours: a!,
-        iipsrv: b!,
-        ratio: round(a!.requestsPerSecond / b!.requestsPerSecond),
-        ratioPerCore: round(a!.requestsPerSecondPerCore / b!.requestsPerSecondPerCore),
+        ours,
+        iipsrv,
+        ratio: round(ours.requestsPerSecond / iipsrv.requestsPerSecond),
+        ratioPerCore: round(ours.requestsPerSecondPerCore / iipsrv.requestsPerSecondPerCore),
+        runs,
       };
-      console.log(`ours   ${describeMeasurement(pair.ours)}\niipsrv ${describeMeasurement(pair.iipsrv)}\n→ ${pair.ratio}× req/s, ${pair.ratioPerCore}× req/s per core\n`);
+      console.log(`→ median of ${repeats}: ${pair.ratio}× req/s, ${pair.ratioPerCore}× req/s per core\n`);
       pairs.push(pair);
     }
   }
@@ -51,7 +73,7 @@ async function main(): Promise<void> {
     (p) =>
       `| ${p.workload} | ${p.connections} | ${p.ours.requestsPerSecond} | ${p.iipsrv.requestsPerSecond} | ${p.ratio} | ${p.ours.requestsPerSecondPerCore} | ${p.iipsrv.requestsPerSecondPerCore} | ${p.ratioPerCore} | ${p.ours.latencyMs.p99} | ${p.iipsrv.latencyMs.p99} | ${p.ours.errors + p.ours.non2xx} | ${p.iipsrv.errors + p.iipsrv.non2xx} | ${p.ours.peakRssMiB} | ${p.iipsrv.peakRssMiB} |`,
   );
-  const notes = 'iiif-processor: not installed, not measured. iipsrv: Debian iipimage-server 1.1 under lighttpd mod_fastcgi, one process per core. W2 for iipsrv reads the pyramidal TIFF (it cannot read JPEG).';
+  const notes = `Each row: the run with the median req/s per core of ${repeats} per server, alternating which server goes first. iiif-processor: not installed, not measured. iipsrv: Debian iipimage-server 1.1 under lighttpd mod_fastcgi, one process per core. W2 for iipsrv reads the pyramidal TIFFs of W1 (it cannot read JPEG).`;
   await writeReport('compare', 'Ours vs iipsrv', { pairs }, `${notes}\n\n${[header, header.replace(/[^|]+/g, '---'), ...rows].join('\n')}`);
 }
 

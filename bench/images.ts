@@ -9,9 +9,12 @@ import sharp from 'sharp';
 export const BENCH_WIDTH = 12_000;
 export const BENCH_HEIGHT = 9_000;
 
-/** Three pyramids (so W1 has over 5,000 distinct tiles) and one plain JPEG of the same size. */
+/**
+ * Three pyramids (so W1 has over 5,000 distinct tiles) and three plain JPEGs of the same size,
+ * so W2 asks for as many tiles as W1 and its measurement is as long.
+ */
 export const PYRAMIDS = ['pyramid-a.tif', 'pyramid-b.tif', 'pyramid-c.tif'];
-export const PLAIN_JPEG = 'plain.jpg';
+export const PLAIN_JPEGS = ['plain-a.jpg', 'plain-b.jpg', 'plain-c.jpg'];
 
 /** Large smooth colour fields, computed small and enlarged (cheap), seeded per image. */
 function shapes(seed: number, width: number, height: number): Buffer {
@@ -62,7 +65,7 @@ export async function ensureBenchImages(folder: string, log: (line: string) => v
       // Quality 85: YCbCr tiles, as most pyramid builders write them.
       (image) => image.tiff({ tile: true, tileWidth: 256, tileHeight: 256, pyramid: true, compression: 'jpeg', quality: 85 }),
     ]),
-    [PLAIN_JPEG, 7, (image) => image.jpeg({ quality: 85 })],
+    ...PLAIN_JPEGS.map((name, i): [string, number, (image: sharp.Sharp) => sharp.Sharp] => [name, i + 7, (image) => image.jpeg({ quality: 85 })]),
   ];
   for (const [name, seed, encode] of jobs) {
     const path = join(folder, name);
