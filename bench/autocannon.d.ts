@@ -5,6 +5,8 @@ declare module 'autocannon' {
     path?: string;
     headers?: Record<string, string>;
     setupRequest?: (request: Request) => Request;
+    /** Called with each response's status and body (as autocannon kept it). */
+    onResponse?: (status: number, body: string) => void;
   }
   interface Options {
     url: string;
@@ -28,6 +30,7 @@ declare module 'autocannon' {
   interface Result {
     duration: number;
     requests: Histogram & { total: number };
+    throughput: Histogram & { total: number };
     latency: Histogram;
     errors: number;
     timeouts: number;

@@ -16,7 +16,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
+import autocannon from './load-generator.js';
 import type { Capacity, CapacityStep } from '../deploy/src/capacity.js';
 import { serverEnvironmentFor } from '../deploy/src/sizing.js';
 import { projectRoot } from '../src/paths.js';

@@ -11,7 +11,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
+import autocannon from './load-generator.js';
 import { projectRoot } from '../src/paths.js';
 import { BENCH_HEIGHT, BENCH_WIDTH, ensureBenchImages, PLAIN_JPEGS, PYRAMIDS } from './images.js';
 import { cpuSeconds, startServer, watchPeakRss, type RunningServer } from './server-process.js';

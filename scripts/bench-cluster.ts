@@ -9,7 +9,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
+import autocannon from '../bench/load-generator.js';
 import { choosePool, startCluster, stopCluster } from './cluster/cluster.js';
 import { tilePaths } from './cluster/tiles.js';
 
