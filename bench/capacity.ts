@@ -16,7 +16,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import autocannon from './load-generator.js';
+import { pacedLoad } from './paced-load.js';
 import type { Capacity, CapacityStep } from '../deploy/src/capacity.js';
 import { serverEnvironmentFor } from '../deploy/src/sizing.js';
 import { projectRoot } from '../src/paths.js';
@@ -123,23 +123,14 @@ async function runStep(server: RunningServer, paths: string[], cursor: { next: n
   const rss = watchPeakRss(server.pid);
   const cpuBefore = await cpuSeconds(server.pid);
   const started = process.hrtime.bigint();
-  const result = await autocannon({
-    url: server.url,
-    // Enough connections that pacing, not the pool, limits the rate while latency stays within the SLO.
-    // (Capped: a server needing more requests in flight than that has fallen behind anyway.)
-    connections: Math.min(512, Math.max(8, Math.ceil(rate * (options.sloP99Ms / 1000) * 2))),
-    overallRate: rate,
-    duration: options.holdSeconds,
-    timeout: 10,
-    requests: [{ method: 'GET', setupRequest: (request) => ({ ...request, path: paths[cursor.next++ % paths.length]! }) }],
-  });
+  const result = await pacedLoad(server.url, rate, options.holdSeconds, () => paths[cursor.next++ % paths.length]!, 10_000);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const cores = ((await cpuSeconds(server.pid)) - cpuBefore) / seconds;
   const step = {
     offeredRate: rate,
-    achievedRate: round(result.requests.total / seconds),
-    p99Ms: result.latency.p99,
-    errors: result.errors + result.timeouts,
+    achievedRate: round(result.requests / seconds),
+    p99Ms: result.p99Ms,
+    errors: result.errors,
     non2xx: result.non2xx,
     // Three decimals: light steps use a few thousandths of a core.
     coresUsed: round(cores, 3),
