@@ -94,5 +94,13 @@ describe('cropJpegCorner (edge tiles without decoding)', () => {
       const noise = Buffer.from(Array.from({ length: 300 }, (_, i) => (seed * 7919 + i * 104729) % 251));
       expect(() => cropJpegCorner(Buffer.concat([header, noise]), 40, 40)).not.toThrow();
     }
+    // Corrupted headers too (a damaged TIFF's tile): every byte position of the header, mutated.
+    for (let at = 2; at < header.length; at++) {
+      for (const value of [0x00, 0x01, 0xff, header[at]! ^ 0x5a]) {
+        const damaged = Buffer.from(baseline);
+        damaged[at] = value;
+        expect(() => cropJpegCorner(damaged, 40, 40)).not.toThrow();
+      }
+    }
   });
 });
