@@ -4,7 +4,8 @@
  * again with the same tables (only their DC differences change, since DC is predicted from the
  * previous kept block) and the frame header gets the new size. A block row or column partly
  * outside the corner is kept whole; the decoder crops it, as JPEG does for any size that is not
- * a multiple of the MCU. No generation loss, and about a tenth of a sharp decode-crop-encode.
+ * a multiple of the MCU. No generation loss, and about a sixth of the CPU of a sharp decode,
+ * crop and encode (measured on a 256×256 bench tile cut to 224 wide: 0.35 ms against 2.2 ms).
  *
  * This is how edge tiles are served: a pyramid's tiles are stored padded to the full tile size,
  * and a viewer asks for them cut to the image. Pure; anything this coder does not handle
@@ -238,6 +239,24 @@ class BitReader {
     return value;
   }
 
+  /**
+   * A symbol whose low four bits count the extra bits that follow it (every DC and AC symbol
+   * is one), and those bits: symbol << 16 | bits. Both come from one look at the stream when
+   * they fit in it, as most do.
+   */
+  decodeWithBits(table: HuffmanTable): number {
+    const peek = this.peek16();
+    const fast = table.fast[peek >>> (16 - FAST_BITS)]!;
+    const length = fast & 0xff;
+    const size = (fast >> 8) & 15;
+    if (fast !== 0 && length + size <= 16) {
+      this.skip(length + size);
+      return ((fast >> 8) << 16) | ((peek >>> (16 - length - size)) & ((1 << size) - 1));
+    }
+    const symbol = this.decode(table);
+    return (symbol << 16) | this.read(symbol & 15);
+  }
+
   decode(table: HuffmanTable): number {
     const peek = this.peek16();
     const fast = table.fast[peek >>> (16 - FAST_BITS)]!;
@@ -267,6 +286,7 @@ class BitWriter {
     this.length = start;
   }
 
+  /** `length` ≤ 24: with at most 7 bits pending, the accumulator stays within 31 bits. */
   write(value: number, length: number): void {
     this.bits = (this.bits << length) | value;
     this.count += length;
@@ -316,9 +336,10 @@ function recode(jpeg: Uint8Array, layout: Layout, width: number, height: number)
       for (let c = 0; c < components.length; c++) {
         const component = components[c]!;
         for (let block = component.h * component.v; block > 0; block--) {
-          const category = reader.decode(component.dc);
+          const coded = reader.decodeWithBits(component.dc);
+          const category = coded >> 16;
           if (category > 11) throw new Unsupported();
-          const dc = readDc[c]! + extend(reader.read(category), category);
+          const dc = readDc[c]! + extend(coded & 0xffff, category);
           readDc[c] = dc;
           if (keep) {
             writeDc(writer, component.dc, dc - writtenDc[c]!);
@@ -348,12 +369,18 @@ function writeDc(writer: BitWriter, table: HuffmanTable, difference: number): vo
 /** Passes one block's AC coefficients through unchanged (or skips them when `writer` is undefined). */
 function copyAc(reader: BitReader, writer: BitWriter | undefined, table: HuffmanTable): void {
   for (let k = 1; k < 64; ) {
-    const symbol = reader.decode(table);
+    const coded = reader.decodeWithBits(table);
+    const symbol = coded >> 16;
     const size = symbol & 15;
-    const bits = reader.read(size);
+    const bits = coded & 0xffff;
     if (writer) {
-      writer.write(table.code[symbol]!, table.codeLength[symbol]!);
-      if (size > 0) writer.write(bits, size);
+      const length = table.codeLength[symbol]!;
+      // One write for code and extra bits while they fit the writer's 31-bit accumulator.
+      if (length + size <= 24) writer.write((table.code[symbol]! << size) | bits, length + size);
+      else {
+        writer.write(table.code[symbol]!, length);
+        writer.write(bits, size);
+      }
     }
     if (size === 0 && symbol !== 0xf0) return; // end of block
     k += (symbol >> 4) + 1;
