@@ -11,6 +11,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import type { Request } from 'autocannon';
 import autocannon from './load-generator.js';
 import { projectRoot } from '../src/paths.js';
 import { BENCH_HEIGHT, BENCH_WIDTH, ensureBenchImages, PLAIN_JPEGS, PYRAMIDS } from './images.js';
@@ -89,9 +90,14 @@ export function workloads(dialect: Dialect = OURS_V3): Workload[] {
   ];
 }
 
-async function measure(server: RunningServer | undefined, url: string, workload: Workload, connections: number): Promise<Omit<Measurement, 'warmupSeconds'>> {
+/** autocannon requests over `paths`: built once and cycled per connection, or handed out one by one (see Workload.prebuilt). */
+function requestsOver(paths: string[], prebuilt: boolean | undefined): Request[] {
+  if (prebuilt) return paths.map((path) => ({ method: 'GET', path }));
   let next = 0;
-  const paths = workload.paths;
+  return [{ method: 'GET', setupRequest: (request) => ({ ...request, path: paths[next++ % paths.length]! }) }];
+}
+
+async function measure(server: RunningServer | undefined, url: string, workload: Workload, connections: number): Promise<Omit<Measurement, 'warmupSeconds'>> {
   const rss = server ? watchPeakRss(server.pid) : undefined;
   const cpuBefore = server ? await cpuSeconds(server.pid) : 0;
   const started = process.hrtime.bigint();
@@ -103,9 +109,7 @@ async function measure(server: RunningServer | undefined, url: string, workload:
     // round the measured time up to a whole second.
     sampleInt: 20,
     ...('amount' in workload.stop ? { amount: workload.stop.amount } : { duration: workload.stop.seconds }),
-    requests: workload.prebuilt
-      ? paths.map((path) => ({ method: 'GET', path }))
-      : [{ method: 'GET', setupRequest: (request) => ({ ...request, path: paths[next++ % paths.length]! }) }],
+    requests: requestsOver(workload.paths, workload.prebuilt),
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const cpu = server ? (await cpuSeconds(server.pid)) - cpuBefore : NaN;
@@ -162,14 +166,7 @@ const WARM_UP_SECONDS = 4;
 async function warmUp(url: string, workload: Workload, connections: number): Promise<void> {
   const paths = shuffled(workload.paths.filter((path) => path.endsWith('/default.jpg')), 7).map((path) => path.replace(/\/default\.jpg$/, '/color.jpg'));
   if (paths.length === 0) return;
-  let next = 0;
-  const result = await autocannon({
-    url,
-    connections,
-    duration: WARM_UP_SECONDS,
-    timeout: 30,
-    requests: [{ method: 'GET', setupRequest: (request) => ({ ...request, path: paths[next++ % paths.length]! }) }],
-  });
+  const result = await autocannon({ url, connections, duration: WARM_UP_SECONDS, timeout: 30, requests: requestsOver(paths, workload.prebuilt) });
   if (result.non2xx > 0 || result.errors > 0) throw new Error(`warm-up of ${workload.name} failed: ${result.non2xx} non-2xx, ${result.errors} errors`);
 }
 
