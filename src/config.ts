@@ -33,6 +33,12 @@ export interface Config {
   largeRenderQueue: number;
   /** Longest a render may wait for a slot before the request is answered 503. */
   queueTimeoutMs: number;
+  /** Retry-After on a 503 from the cheap and the expensive lane, and when a conversion has no room. */
+  renderRetryAfterSeconds: number;
+  largeRenderRetryAfterSeconds: number;
+  conversionRetryAfterSeconds: number;
+  /** Source files kept open for stored-tile reads. */
+  openTileFiles: number;
   /** Output pixels above which a render goes to the expensive lane. */
   largeRenderPixels: number;
   /** Estimated memory one render may need; a request needing more is refused with 413. */
@@ -137,6 +143,10 @@ export function loadConfig(env: Env = process.env): Config {
     largeRenderConcurrency: read.integer('IIIF_LARGE_RENDER_CONCURRENCY', 1, 1, 1024),
     largeRenderQueue: read.integer('IIIF_LARGE_RENDER_QUEUE', 8, 0, 100_000),
     queueTimeoutMs: read.integer('IIIF_QUEUE_TIMEOUT_MS', 10_000, 1, 600_000),
+    renderRetryAfterSeconds: read.integer('IIIF_RENDER_RETRY_AFTER_SECONDS', 1, 1, 3_600),
+    largeRenderRetryAfterSeconds: read.integer('IIIF_LARGE_RENDER_RETRY_AFTER_SECONDS', 5, 1, 3_600),
+    conversionRetryAfterSeconds: read.integer('IIIF_CONVERSION_RETRY_AFTER_SECONDS', 30, 1, 3_600),
+    openTileFiles: read.integer('IIIF_OPEN_TILE_FILES', 64, 1, 10_000),
     largeRenderPixels: read.integer('IIIF_LARGE_RENDER_PIXELS', 1024 * 1024, 1, 1_000_000_000_000),
     renderMemoryBytes: read.integer('IIIF_RENDER_MEMORY_BYTES', 1024 ** 3, 1024 * 1024, 1024 ** 4),
     sharpConcurrency: read.integer('IIIF_SHARP_CONCURRENCY', 1, 0, 1024),

@@ -55,3 +55,13 @@ export const unauthorized = (message: string): IiifError =>
 
 /** Credentials given but wrong. */
 export const forbidden = (message: string): IiifError => new IiifError(403, 'IIIF_FORBIDDEN', message);
+
+/**
+ * The first line of an underlying error's message, for a response body: short, and without
+ * the local paths libraries put in their messages (a client must never learn the server's
+ * folders).
+ */
+export function reasonOf(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split('\n')[0]!.replace(/(?:[A-Za-z]:)?\/[^\s:'"]*/g, '…').slice(0, 200);
+}

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LRUCache } from 'lru-cache';
+import { infoKey, requestKey } from '../cache/keys.js';
 import type { Config } from '../config.js';
 import { CONTEXT, PROFILE } from '../iiif/info.js';
 import { parseImageRequest } from '../iiif/parse.js';
@@ -111,7 +112,7 @@ async function sendInfo(context: RouteContext, target: Extract<IiifTarget, { kin
   const contentType = jsonLd
     ? `application/ld+json;profile="${CONTEXT[version]}"`
     : 'application/json';
-  const key = [image.source.identifier, image.source.version, version, id, contentType].join('\u0000');
+  const key = infoKey(image.source.identifier, image.source.version, version, id, contentType);
   let document = infoDocuments.get(key);
   if (!document) {
     const body = JSON.stringify(images.info(version, id, image));
@@ -140,7 +141,7 @@ async function sendImage(context: RouteContext, target: Extract<IiifTarget, { ki
     memo.parsed.set(params, parsed);
   }
   const image = await images.resolve(target.identifier);
-  const planKey = `${image.source.identifier}\u0000${image.source.version}\u0000${params}`;
+  const planKey = requestKey(image.source.identifier, image.source.version, params);
   let planned = memo.planned.get(planKey);
   if (!planned) {
     const plan = images.plan(version, parsed, image);

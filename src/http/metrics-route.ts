@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Metrics } from '../metrics.js';
-import { registerErrorHandling } from './errors.js';
+import { registerErrorHandling } from './error-handler.js';
 
 /** GET /metrics: the registry in Prometheus text format, never cached. */
 export function registerMetricsRoute(app: FastifyInstance, metrics: Metrics): void {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../../src/config.js';
 import { buildApp } from '../../src/http/app.js';
-import { Pyramids } from '../../src/image/pyramids.js';
+import { Pyramids } from '../../src/image/pyramid/store.js';
 import { Metrics } from '../../src/metrics.js';
 import { FolderSource } from '../../src/source/folder.js';
 
