@@ -92,6 +92,8 @@ export interface S3Config {
   memoryFallbackMaxBytes: number;
   /** Retry-After on a 503 caused by S3 being unavailable. */
   retryAfterSeconds: number;
+  /** Objects are read by range in blocks of this size: the unit fetched and cached on disk. */
+  blockBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -218,6 +220,8 @@ function readS3(read: EnvReader, problems: string[]): S3Config {
     negativeCacheEntries: read.integer('IIIF_S3_NEGATIVE_CACHE_ENTRIES', 10_000, 1, 10_000_000),
     memoryFallbackMaxBytes: read.integer('IIIF_S3_MEMORY_FALLBACK_MAX_BYTES', 256 * 1024 ** 2, 0, Number.MAX_SAFE_INTEGER),
     retryAfterSeconds: read.integer('IIIF_S3_RETRY_AFTER_SECONDS', 5, 1, 3_600),
+    // About two stored tiles: a tile read fetches little more than the tile.
+    blockBytes: read.integer('IIIF_S3_BLOCK_BYTES', 64 * 1024, 4 * 1024, 8 * 1024 * 1024),
   };
 }
 

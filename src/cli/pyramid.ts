@@ -57,7 +57,7 @@ export const pyramidCommand: Command = {
       try {
         const before = pyramids!.has(await source.resolve(identifier));
         const image = await images.resolve(identifier);
-        const hasPyramid = image.metadata.levels.length > 1 && pyramids!.has(image.source);
+        const hasPyramid = image.metadata.levels.several && pyramids!.has(image.source);
         if (before) counts.kept++;
         else if (hasPyramid) counts.built++;
         else counts.flat++;

@@ -144,7 +144,7 @@ async function sendImage(context: RouteContext, target: Extract<IiifTarget, { ki
   const planKey = requestKey(image.source.identifier, image.source.version, params);
   let planned = memo.planned.get(planKey);
   if (!planned) {
-    const plan = images.plan(version, parsed, image);
+    const plan = await images.plan(version, parsed, image);
     const etag = entityTag(RENDERER_REVISION, image.source.version, String(version), plan.canonical);
     planned = { plan, etag, lastModified: image.source.lastModified.toUTCString() };
     memo.planned.set(planKey, planned);

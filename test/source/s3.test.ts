@@ -141,7 +141,7 @@ describe('S3 source: disk cache', () => {
     const image = await images.resolve('chart.png');
     await s3.source.purge!('chart.png'); // the file goes, as in an eviction between resolve and render
     const gets = store.gets('chart.png');
-    const plan = images.plan(3, parseImageRequest(3, 'full', 'max', '0', 'default.png'), image);
+    const plan = await images.plan(3, parseImageRequest(3, 'full', 'max', '0', 'default.png'), image);
     const rendered = await images.render(image, plan);
     expect(near(await pixel(rendered.data, 10, 10), RED)).toBe(true);
     expect(store.gets('chart.png')).toBe(gets + 1);
