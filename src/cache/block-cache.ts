@@ -77,6 +77,8 @@ export class BlockCache<R> {
   private readonly recordFolders = new Map<string, string>(); // folder → key
   private totalBytes = 0;
   private readonly state: DiskState;
+  /** Writes under way that no request waits for. */
+  private readonly pending = new Set<Promise<void>>();
 
   private constructor(private readonly options: BlockCacheOptions) {
     this.state = new DiskState('source', options.dir, options.metrics, options.log);
@@ -121,20 +123,31 @@ export class BlockCache<R> {
   }
 
   /**
-   * Remembers `object` as its key's current version and deletes every other version's files.
-   * A record that cannot be written is kept in memory only (it saves a request, nothing more).
+   * Remembers `object` as its key's current version at once; deleting every other version's
+   * files and writing the record happen in the background. A record that cannot be written is
+   * kept in memory only (it saves a request after a restart, nothing more).
    */
-  async setRecord(object: CachedObject, record: R): Promise<void> {
+  setRecord(object: CachedObject, record: R): void {
     const file: RecordFile<R> = { key: object.key, version: object.version, record };
     this.remember(object.folder, file);
-    await this.dropOtherVersions(object);
-    try {
+    this.inBackground(async () => {
+      await this.dropOtherVersions(object);
       const bytes = await this.store(object, RECORD, (path) => writeAtomically(path, JSON.stringify(file)));
+      // Replaced meanwhile by a newer version: this one's folder is garbage.
+      if (this.records.get(object.key)?.file !== file) return;
       this.index({ path: `${object.folder}/${RECORD}`, folder: object.folder, bytes });
       await this.evictToBound(`${object.folder}/${RECORD}`);
-    } catch (error) {
-      if (!(error instanceof CacheUnavailableError)) throw error;
-    }
+    });
+  }
+
+  /** Stores block `index` in the background: no request waits for the disk, and a failure only costs a later fetch. */
+  keepBlock(object: CachedObject, index: number, data: Buffer): void {
+    this.inBackground(() => this.writeBlock(object, index, data));
+  }
+
+  /** Waits for the background writes (before a restart reads the folder). */
+  async settle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all(this.pending);
   }
 
   /** Forgets a key's record, so its version is asked for again; its blocks stay for that version. */
@@ -235,6 +248,12 @@ export class BlockCache<R> {
     for (const folder of folders) await this.dropFolder(folder);
     this.publish();
     return had || folders.length > 0;
+  }
+
+  private inBackground(work: () => Promise<void>): void {
+    const running = work().catch(() => undefined);
+    this.pending.add(running);
+    void running.then(() => this.pending.delete(running));
   }
 
   /**

@@ -67,7 +67,7 @@ export const pyramidCommand: Command = {
       show(index + 1, `built ${counts.built}, already built ${counts.kept}, not needed ${counts.flat}, failed ${failures.length}`);
     }
     if (process.stderr.isTTY) process.stderr.write('\n');
-    images.close();
+    await images.close();
     process.stdout.write(`${identifiers.length} images: ${counts.built} pyramids built, ${counts.kept} already built, ${counts.flat} not needed, ${failures.length} failed\n`);
     if (failures.length > 0) throw new Error(`${failures.length} image(s) could not be converted; first: ${failures[0]}`);
   },

@@ -179,10 +179,10 @@ export class Images {
     this.results.purge(identifierPrefix(identifier));
   }
 
-  /** Closes the files kept open for reads (the server is shutting down). */
-  close(): void {
+  /** Closes the files kept open for reads and lets the source finish its cache writes (the server is shutting down). */
+  async close(): Promise<void> {
     this.pyramidFiles.clear();
-    this.source.close?.();
+    await this.source.close?.();
   }
 
   /**

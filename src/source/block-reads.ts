@@ -51,9 +51,9 @@ export class BlockReads {
   }
 
   /** Keeps a block fetched another way (the first block comes with the object's version). */
-  async keep(object: RemoteObject, index: number, data: Buffer): Promise<void> {
+  keep(object: RemoteObject, index: number, data: Buffer): void {
     this.recent.set(blockKey(object, index), data);
-    await this.cache.writeBlock(object, index, data).catch(() => undefined);
+    this.cache.keepBlock(object, index, data);
   }
 
   /** Drops the blocks kept in memory for every version in `keyFolder` (a purge). */
@@ -97,12 +97,12 @@ export class BlockReads {
     return loading;
   }
 
-  /** From disk when stored intact, else from the store (then stored; a cache that cannot take it only costs a later fetch). */
+  /** From disk when stored intact, else from the store (then kept in memory at once and on disk in the background). */
   private async load(object: RemoteObject, index: number, key: string): Promise<Buffer> {
     let data = this.cache.hasBlock(object, index) ? await this.cache.readBlock(object, index) : undefined;
     if (!data) {
       data = await this.enqueue(object, index);
-      await this.cache.writeBlock(object, index, data).catch(() => undefined);
+      this.cache.keepBlock(object, index, data);
     }
     this.recent.set(key, data);
     return data;

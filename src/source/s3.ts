@@ -100,6 +100,11 @@ export class S3Source implements ImageSource {
     return this.cache.dropKey(identifier);
   }
 
+  /** Finishes the cache writes under way (the server is stopping). */
+  close(): Promise<void> {
+    return this.cache.settle();
+  }
+
   async list(limit: number): Promise<string[]> {
     const identifiers: string[] = [];
     let token: string | undefined;
@@ -177,13 +182,13 @@ export class S3Source implements ImageSource {
       const { version, bytes } = await this.requests.first(this.key(identifier), known?.version, this.config.blockBytes, deadline);
       const current = { version: version.etag, record: { size: version.size, lastModified: version.lastModified.toISOString(), checkedAt: Date.now() } };
       const object = this.cache.object(identifier, current.version);
-      await this.cache.setRecord(object, current.record);
-      if (bytes.length > 0) await this.blocks.keep({ ...object, size: version.size }, 0, bytes);
+      this.cache.setRecord(object, current.record);
+      if (bytes.length > 0) this.blocks.keep({ ...object, size: version.size }, 0, bytes);
       return this.refFor(identifier, current);
     } catch (error) {
       if (!(error instanceof NotModified) || !known) throw error;
       const confirmed = { version: known.version, record: { ...known.record, checkedAt: Date.now() } };
-      await this.cache.setRecord(this.cache.object(identifier, known.version), confirmed.record);
+      this.cache.setRecord(this.cache.object(identifier, known.version), confirmed.record);
       return this.refFor(identifier, confirmed);
     }
   }

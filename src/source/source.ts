@@ -38,8 +38,8 @@ export interface ImageSource {
   list?(limit: number): Promise<string[]>;
   /** Forgets whatever the source keeps for an identifier (cached copies, remembered 404s); true when it held a copy. */
   purge?(identifier: string): Promise<boolean>;
-  /** Releases what the source holds open (files kept open for reads); the process is shutting down. */
-  close?(): void;
+  /** Releases what the source holds open (files kept open for reads) and finishes its cache writes; the process is shutting down. */
+  close?(): Promise<void> | void;
 }
 
 const SOURCE_CHANGED = 'IIIF_SOURCE_CHANGED';
