@@ -13,8 +13,9 @@ export interface SessionOptions {
 /**
  * The tiles of one viewer session, as OpenSeadragon asks for them on an IIIF 3 tile source:
  * the home view (every tile of each level, coarsest first, down to the finest whole level that
- * fits the viewport), then two zooms into the centre, ×4 each, a viewport of tiles at each, until
- * `tiles` URLs (the image's path below its base URI: region/size/rotation/quality.format).
+ * fits the viewport), then zooming into the centre, ×2 a step, a viewport of tiles at each
+ * level, until `tiles` URLs (each the image's path below its base URI:
+ * region/size/rotation/quality.format).
  */
 export function viewerSession({ width, height, tileSize, viewport, tiles }: SessionOptions): string[] {
   const urls: string[] = [];
@@ -36,7 +37,7 @@ export function viewerSession({ width, height, tileSize, viewport, tiles }: Sess
     add(factor, 0, 0, width, height);
     home = factor;
   }
-  for (const factor of [home / 4, home / 16].filter((f) => f >= 1)) {
+  for (let factor = home / 2; factor >= 1 && urls.length < tiles; factor /= 2) {
     const [w, h] = [viewport.width * factor, viewport.height * factor];
     const [left, top] = [Math.max(0, (width - w) / 2), Math.max(0, (height - h) / 2)];
     add(factor, left, top, left + w, top + h);
