@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { loadConfig } from '../config.js';
-import { openPipeline } from '../server.js';
+import { createRuntime } from '../runtime.js';
 import { UsageError, type Command } from './command.js';
 import { environmentWith, settingOptions, settingsHelp } from './settings.js';
 
@@ -47,7 +47,7 @@ export const pyramidCommand: Command = {
     if (!Number.isSafeInteger(limit) || limit < 1) throw new UsageError(`--limit must be a whole number above 0, got "${String(values.limit)}"`);
     const config = loadConfig({ ...environmentWith(values), ...sourceSettings(positionals[0]!) });
     if (config.pyramids.thresholdPixels === 0) throw new Error('IIIF_PYRAMID_THRESHOLD_PIXELS is 0: nothing would be converted');
-    const { images, source, pyramids } = await openPipeline(config);
+    const { images, source, pyramids } = await createRuntime(config);
     if (!source.list) throw new Error('this source cannot list its images');
     const identifiers = await source.list(limit);
     const show = progress(identifiers.length);

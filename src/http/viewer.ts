@@ -4,7 +4,7 @@ import { notFound } from '../errors.js';
 import type { Images } from '../image/images.js';
 import type { ImageSource } from '../source/source.js';
 import { escapeHtml, page } from './html.js';
-import { decodeSegment } from './iiif-path.js';
+import { decodeSegment } from '../iiif/path.js';
 import { loadViewerAssets, registerViewerAssets } from './viewer-assets.js';
 
 declare module 'fastify' {
