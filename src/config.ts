@@ -1,5 +1,6 @@
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ConfigError } from './errors.js';
 import { defaultSampleFolder } from './paths.js';
 import type { OutputLimits } from './iiif/request.js';
 
@@ -92,13 +93,6 @@ export interface S3Config {
   memoryFallbackMaxBytes: number;
   /** Retry-After on a 503 caused by S3 being unavailable. */
   retryAfterSeconds: number;
-}
-
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration: ${problems.join('; ')}`);
-    this.name = 'ConfigError';
-  }
 }
 
 type Env = Record<string, string | undefined>;

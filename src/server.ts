@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { loadConfig, type Config } from './config.js';
+import { ServerError } from './errors.js';
 import { buildApp } from './http/app.js';
 import { exitGracefullyOnSignals, Lifecycle } from './http/lifecycle.js';
 import { buildMetricsApp } from './http/metrics-route.js';
@@ -43,7 +44,7 @@ export async function startServer(config: Config, options: { logger?: boolean } 
 
 function boundPort(app: FastifyInstance): number {
   const address = app.server.address();
-  if (typeof address !== 'object' || !address) throw new Error('the server is not listening on a TCP port');
+  if (typeof address !== 'object' || !address) throw new ServerError('SERVER_NOT_LISTENING', 'the server is not listening on a TCP port');
   return address.port;
 }
 
