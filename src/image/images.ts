@@ -131,8 +131,8 @@ export class Images {
     return this.admission.run(plan.lane, async () => {
       const done = this.metrics.renderSeconds.startTimer({ format: plan.format });
       try {
-        if (spot) return { ...(await renderFrom(sharp(stored ?? (await readTile())), spot.crop, plan, level.page)), method: 'tile' };
-        return { ...(await render(image.input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels)), method: 'sharp' };
+        if (spot) return { ...(await renderFrom(sharp(stored ?? (await readTile())), spot.crop, plan, level.page, this.config.encoding)), method: 'tile' };
+        return { ...(await render(image.input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, this.config.encoding)), method: 'sharp' };
       } finally {
         done();
       }
