@@ -1,33 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { loadConfig, type Config } from './config.js';
+import { ServerError } from './errors.js';
 import { buildApp } from './http/app.js';
 import { exitGracefullyOnSignals, Lifecycle } from './http/lifecycle.js';
 import { buildMetricsApp } from './http/metrics-route.js';
-import { Images } from './image/images.js';
-import { Pyramids } from './image/pyramid/store.js';
-import { configureSharp } from './image/render/sharp-setup.js';
-import type { Log } from './cache/disk-cache.js';
-import { Metrics } from './metrics.js';
-import { openSource } from './source/open.js';
-import type { ImageSource } from './source/source.js';
-
-/** Where images come from and where their pyramids go: the same for the server and the CLI. */
-export async function openStores(config: Config, metrics: Metrics, log: Log): Promise<{ source: ImageSource; pyramids: Pyramids | undefined }> {
-  const source = await openSource(config, metrics, log);
-  const pyramids = config.pyramids.thresholdPixels > 0 ? await Pyramids.open(config.pyramids, metrics, log) : undefined;
-  return { source, pyramids };
-}
-
-/**
- * The image pipeline without a server, for command-line tools: same source, pyramids and
- * settings as `serve`, nothing logged (the commands print their own one-line results).
- */
-export async function openPipeline(config: Config): Promise<{ images: Images; source: ImageSource; pyramids: Pyramids | undefined }> {
-  const metrics = new Metrics();
-  const { source, pyramids } = await openStores(config, metrics, { warn: () => undefined, info: () => undefined });
-  return { images: new Images(source, config, metrics, pyramids), source, pyramids };
-}
+import { createRuntime } from './runtime.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -46,14 +24,11 @@ export interface RunningServer {
  * start exactly the same server. If either listener cannot bind, nothing is left listening.
  */
 export async function startServer(config: Config, options: { logger?: boolean } = {}): Promise<RunningServer> {
-  configureSharp(config);
-  const metrics = new Metrics();
   // The source and the caches log before and outside requests (cache degraded, S3 failing).
-  const log = pino({ level: options.logger === false ? 'silent' : config.logLevel });
-  const { source, pyramids } = await openStores(config, metrics, log);
+  const runtime = await createRuntime(config, { log: pino({ level: options.logger === false ? 'silent' : config.logLevel }) });
   const lifecycle = new Lifecycle();
-  const app = buildApp({ config, source, pyramids, metrics, lifecycle, logger: options.logger ?? true });
-  const metricsApp = config.metricsPort === undefined ? undefined : buildMetricsApp(metrics);
+  const app = buildApp(runtime, { lifecycle, logger: options.logger ?? true });
+  const metricsApp = config.metricsPort === undefined ? undefined : buildMetricsApp(runtime.metrics);
   const close = async () => {
     await Promise.all([app.close(), metricsApp?.close()]);
   };
@@ -69,7 +44,7 @@ export async function startServer(config: Config, options: { logger?: boolean } 
 
 function boundPort(app: FastifyInstance): number {
   const address = app.server.address();
-  if (typeof address !== 'object' || !address) throw new Error('the server is not listening on a TCP port');
+  if (typeof address !== 'object' || !address) throw new ServerError('SERVER_NOT_LISTENING', 'the server is not listening on a TCP port');
   return address.port;
 }
 

@@ -148,15 +148,15 @@ export class Images {
         const cut = cropJpegCorner(stored, spot.crop.width, spot.crop.height);
         if (cut) return { data: cut, level: level.page, method: 'cut' };
       }
-      return this.decode(plan, 'tile', () => renderFrom(sharp(stored), spot.crop, plan, level.page));
+      return this.decode(plan, 'tile', () => renderFrom(sharp(stored), spot.crop, plan, level.page, this.config.encoding));
     }
     if (!image.input.onDisk && level.tiles && isPlainJpeg(level.tiles)) {
       const joined = await joinStoredTiles(reader, level.tiles, region);
-      return this.decode(plan, 'tiles', () => renderFrom(joined.image, joined.crop, plan, level.page));
+      return this.decode(plan, 'tiles', () => renderFrom(joined.image, joined.crop, plan, level.page, this.config.encoding));
     }
     const whole = await image.input.whole();
     return this.decode(plan, 'sharp', () =>
-      decoding(whole, (input) => render(input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels)),
+      decoding(whole, (input) => render(input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, this.config.encoding)),
     );
   }
 

@@ -1,14 +1,14 @@
 import { access } from 'node:fs/promises';
+import { ServerError } from '../errors.js';
 
 /**
  * A local file that was being decoded disappeared: a cached copy (a source object, a pyramid)
  * was evicted between being handed out and being opened. Preparing the image again fetches or
  * builds it anew (see Images); nothing is wrong with the image itself.
  */
-export class InputVanished extends Error {
+export class InputVanished extends ServerError {
   constructor(options?: ErrorOptions) {
-    super('the file being read was removed', options);
-    this.name = 'InputVanished';
+    super('INPUT_VANISHED', 'the file being read was removed', options);
   }
 }
 

@@ -2,7 +2,7 @@ import { readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
 import { fileKey } from '../cache/keys.js';
-import { checkRange, type RangeReader } from './range-reader.js';
+import { checkRange, OutsideImage, type RangeReader } from './range-reader.js';
 import type { ImageFile } from './source.js';
 
 /** An open file shared by concurrent reads; closed once evicted and no read is using it. */
@@ -67,7 +67,7 @@ export class LocalFiles {
       const bytesRead =
         length <= SYNC_READ_LIMIT ? readSync(file.handle.fd, bytes, 0, length, offset) : (await file.handle.read(bytes, 0, length, offset)).bytesRead;
       // The file is shorter than when it was resolved: it is being replaced.
-      if (bytesRead !== length) throw new RangeError(`the file ended ${length - bytesRead} bytes early`);
+      if (bytesRead !== length) throw new OutsideImage(`the file ended ${length - bytesRead} bytes early`);
       return bytes;
     } finally {
       file.release();

@@ -1,3 +1,5 @@
+import { ServerError } from '../errors.js';
+
 /**
  * The one way format readers get at an image's bytes: by range. TIFF directories and stored
  * tiles, JPEG 2000 codestreams and the headers read for sniffing and bomb checks all go through
@@ -8,17 +10,24 @@ export interface RangeReader {
   /** The image's length in bytes. */
   readonly size: number;
   /**
-   * Exactly `length` bytes from `offset`. A range outside [0, size) throws a RangeError (the
+   * Exactly `length` bytes from `offset`. A range outside [0, size) throws OutsideImage (the
    * caller's headers point past the end: a malformed or truncated file); trouble getting the
    * bytes (the store failing, the object changing) throws an IiifError with its status.
    */
   read(offset: number, length: number): Promise<Buffer>;
 }
 
-/** Throws the RangeError of RangeReader.read for a range that is not inside the image. */
+/** A read of bytes the image does not have. */
+export class OutsideImage extends ServerError {
+  constructor(message: string) {
+    super('SOURCE_RANGE_OUTSIDE', message);
+  }
+}
+
+/** Throws OutsideImage for a range that is not inside an image of `size` bytes. */
 export function checkRange(size: number, offset: number, length: number): void {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
-    throw new RangeError(`bytes ${offset}+${length} are outside the ${size}-byte image`);
+    throw new OutsideImage(`bytes ${offset}+${length} are outside the ${size}-byte image`);
   }
 }
 

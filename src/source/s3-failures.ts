@@ -1,4 +1,5 @@
 import { IncompleteWriteError } from '../cache/disk-state.js';
+import { ServerError } from '../errors.js';
 
 /** How one S3 request ended; the values label iiif_source_fetch_total. */
 export type FetchResult =
@@ -15,26 +16,23 @@ export type FetchResult =
 export const FETCH_RESULTS: readonly FetchResult[] = ['ok', 'not_modified', 'changed', 'not_found', 'denied', 'throttled', 'unavailable', 'incomplete', 'error'];
 
 /** Thrown by a conditional GET whose object has not changed (S3 answers 304 as an error). */
-export class NotModified extends Error {
+export class NotModified extends ServerError {
   constructor() {
-    super('not modified');
-    this.name = 'NotModified';
+    super('S3_NOT_MODIFIED', 'not modified');
   }
 }
 
 /** The store holds another version than the one being read (If-Match failed, or the answer carries another ETag). */
-export class VersionChanged extends Error {
+export class VersionChanged extends ServerError {
   constructor() {
-    super('the object changed');
-    this.name = 'VersionChanged';
+    super('S3_VERSION_CHANGED', 'the object changed');
   }
 }
 
 /** A body that ended before its Content-Length, whatever layer noticed it. */
-export class IncompleteBody extends Error {
+export class IncompleteBody extends ServerError {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'IncompleteBody';
+    super('S3_INCOMPLETE_BODY', message, options);
   }
 }
 

@@ -7,7 +7,7 @@ import type { Log } from '../cache/disk-cache.js';
 import { CacheUnavailableError } from '../cache/disk-state.js';
 import { SingleFlight } from '../cache/single-flight.js';
 import type { Config, S3Config } from '../config.js';
-import { IiifError, notFound, sourceUnavailable } from '../errors.js';
+import { ConfigError, IiifError, notFound, sourceUnavailable } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { BlockReads, type RemoteObject } from './block-reads.js';
 import { checkIdentifier, isServable, printable } from './identifier.js';
@@ -75,7 +75,7 @@ export class S3Source implements ImageSource {
   /** One S3 client and one disk cache per process; the client's first-call costs are paid here, before the server listens. */
   static async open(config: Config, metrics: Metrics, log: Log): Promise<S3Source> {
     const s3 = config.s3;
-    if (!s3) throw new Error('IIIF_SOURCE=s3 needs the S3 settings');
+    if (!s3) throw new ConfigError(['IIIF_SOURCE=s3 needs the S3 settings']);
     const requests = new S3Requests(s3, S3Requests.client(s3), metrics, log);
     const [cache] = await Promise.all([BlockCache.open<S3Record>({ ...config.cache, metrics, log }), requests.warmUp()]);
     return new S3Source(s3, requests, cache, metrics, log);

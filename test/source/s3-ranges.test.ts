@@ -1,6 +1,5 @@
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import sharp from 'sharp';
@@ -10,30 +9,7 @@ import { readTiffLayout } from '../../src/image/tiles/tiff-layout.js';
 import { bufferReader } from '../../src/source/range-reader.js';
 import { near, pixel, pngBomb } from '../fixtures.js';
 import { s3App, type S3App } from './s3-app.js';
-
-// A 4096×3072 pyramid with 256-px JPEG tiles of 20–40 KB (grain over a gradient, like a scan),
-// whose colour encodes position: red grows rightwards, green downwards; blue tells the version.
-const [W, H] = [4096, 3072];
-const BLOCK = 64 * 1024;
-const colourAt = (x: number, y: number, blue: number) => [Math.round((x * 255) / (W - 1)), Math.round((y * 255) / (H - 1)), blue];
-
-async function scan(blue: number): Promise<Buffer> {
-  const pixels = Buffer.alloc(W * H * 3);
-  const grain = randomBytes(W * H);
-  for (let y = 0; y < H; y++) {
-    for (let x = 0; x < W; x++) {
-      const i = (y * W + x) * 3;
-      const [r, g, b] = colourAt(x, y, blue);
-      const n = (grain[y * W + x]! % 25) - 12;
-      pixels[i] = Math.max(0, Math.min(255, r! + n));
-      pixels[i + 1] = Math.max(0, Math.min(255, g! + n));
-      pixels[i + 2] = Math.max(0, Math.min(255, b! + n));
-    }
-  }
-  return sharp(pixels, { raw: { width: W, height: H, channels: 3 } })
-    .tiff({ tile: true, tileWidth: 256, tileHeight: 256, pyramid: true, compression: 'jpeg', quality: 85 })
-    .toBuffer();
-}
+import { BLOCK, blockFiles, colourAt, expectTileOf, H, scan, tileUrl, W } from './s3-scan.js';
 
 let store: S3Store;
 let v1: Buffer;
@@ -64,21 +40,6 @@ async function trafficOf<T>(work: () => Promise<T>): Promise<{ result: T; gets: 
   const result = await work();
   const after = store.proxy.traffic();
   return { result, gets: after.gets - before.gets, rangeGets: after.rangeGets - before.rangeGets, bytes: after.bytes - before.bytes };
-}
-
-/** A level-0 tile (column, row) of `id`, as a viewer asks for it. */
-const tileUrl = (id: string, column: number, row: number, format = 'jpg') => `/iiif/3/${id}/${column * 256},${row * 256},256,256/256,256/0/default.${format}`;
-
-async function expectTileOf(payload: Buffer, column: number, row: number, blue: number): Promise<void> {
-  for (const [dx, dy] of [[40, 40], [128, 128], [220, 200]] as const) {
-    expect(near(await pixel(payload, dx, dy), colourAt(column * 256 + dx, row * 256 + dy, blue), 30)).toBe(true);
-  }
-}
-
-/** Block files in a cache folder, at any depth. */
-async function blockFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => []);
-  return entries.filter((e) => e.isFile() && /^b\d+$/.test(e.name)).map((e) => join(e.parentPath, e.name));
 }
 
 const quick = { IIIF_S3_MAX_ATTEMPTS: '2', IIIF_S3_TIMEOUT_MS: '300', IIIF_S3_DEADLINE_MS: '1500', IIIF_S3_RETRY_AFTER_SECONDS: '7' };
@@ -304,27 +265,4 @@ describe('S3 ranged reads: faults', () => {
     expect((await blockFiles(s3.cacheDir)).length).toBeGreaterThan(0);
   });
 
-  it('the cache folder filling up (ENOSPC): requests succeed from memory, the cache says degraded, nothing half-written is served later', async () => {
-    const mount = await mkdtemp(join(tmpdir(), 'iiif-full-'));
-    // A real small file system: writes fail with ENOSPC once it is full.
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mount]);
-    try {
-      const dir = join(mount, 'cache');
-      await mkdir(dir);
-      const s3 = await open({}, dir);
-      await s3.app.inject('/iiif/3/scan.tif/info.json');
-      const tiles = await Promise.all(Array.from({ length: 12 }, (_, i) => s3.app.inject(tileUrl('scan.tif', i, (i * 5) % 12))));
-      expect(tiles.map((r) => r.statusCode)).toEqual(Array(12).fill(200));
-      await expectTileOf(tiles[11]!.rawPayload, 11, (11 * 5) % 12, 200);
-      expect(await s3.metric('iiif_source_cache_degraded')).toBe(1);
-      expect((await s3.app.inject('/health')).statusCode).toBe(200);
-      await s3.app.close();
-      // Whatever made it to disk is whole: a restart serves every tile right.
-      const again = await open({}, dir);
-      for (let i = 0; i < 12; i++) await expectTileOf((await again.app.inject(tileUrl('scan.tif', i, (i * 5) % 12, 'png'))).rawPayload, i, (i * 5) % 12, 200);
-    } finally {
-      await Promise.all(apps.splice(0).map((a) => a.app.close()));
-      execFileSync('umount', [mount]);
-    }
-  });
 });

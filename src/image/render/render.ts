@@ -1,4 +1,5 @@
 import sharp, { type Sharp } from 'sharp';
+import type { Encoding } from '../../config.js';
 import { reasonOf, undecodableSource } from '../../errors.js';
 import type { Rect, RenderPlan } from '../../iiif/plan.js';
 import type { Format } from '../../iiif/request.js';
@@ -24,19 +25,20 @@ export function render(
   { level, region }: LevelRead,
   plan: RenderPlan,
   maxInputPixels: number,
+  encoding: Encoding,
 ): Promise<Rendered> {
   let image = sharp(path, { page: level.page, limitInputPixels: maxInputPixels });
   if (autoOrient) image = image.autoOrient();
   // Without an extract sharp can shrink JPEG and WebP while decoding (shrink-on-load).
   const whole = region.width === level.width && region.height === level.height;
-  return renderFrom(image, whole ? undefined : region, plan, level.page);
+  return renderFrom(image, whole ? undefined : region, plan, level.page, encoding);
 }
 
 /**
  * Runs one sharp pipeline in the spec's order: region → size → mirror → rotation → quality →
  * format. `input` is the decoded source (a file's level, or a single stored tile).
  */
-export async function renderFrom(input: Sharp, region: Rect | undefined, plan: RenderPlan, level: number): Promise<Rendered> {
+export async function renderFrom(input: Sharp, region: Rect | undefined, plan: RenderPlan, level: number, encoding: Encoding): Promise<Rendered> {
   const opaque = !HAS_ALPHA[plan.format] || plan.quality === 'bitonal';
   let image = input;
   if (region) image = image.extract({ left: region.x, top: region.y, width: region.width, height: region.height });
@@ -46,7 +48,7 @@ export async function renderFrom(input: Sharp, region: Rect | undefined, plan: R
   if (plan.degrees !== 0) image = image.rotate(plan.degrees, { background: opaque ? WHITE : TRANSPARENT });
   image = applyQuality(image, plan);
   try {
-    const data = await encode(image, plan.format).toBuffer();
+    const data = await encode(image, plan.format, encoding).toBuffer();
     return { data, level };
   } catch (error) {
     throw undecodableSource(`the stored image cannot be decoded: ${reasonOf(error)}`);
@@ -65,19 +67,19 @@ function applyQuality(image: Sharp, plan: RenderPlan): Sharp {
   }
 }
 
-function encode(image: Sharp, format: Format): Sharp {
+function encode(image: Sharp, format: Format, encoding: Encoding): Sharp {
   switch (format) {
     case 'jpg':
-      return image.jpeg({ quality: 85 });
+      return image.jpeg({ quality: encoding.jpegQuality });
     case 'png':
-      return image.png({ compressionLevel: 6 });
+      return image.png({ compressionLevel: encoding.pngCompression });
     case 'webp':
-      return image.webp({ quality: 80 });
+      return image.webp({ quality: encoding.webpQuality });
     case 'gif':
       return image.gif();
     case 'tif':
       return image.tiff({ compression: 'lzw' });
     case 'avif':
-      return image.avif({ quality: 50, effort: 2 });
+      return image.avif({ quality: encoding.avifQuality, effort: encoding.avifEffort });
   }
 }

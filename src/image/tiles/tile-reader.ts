@@ -1,5 +1,5 @@
 import { undecodableSource } from '../../errors.js';
-import type { RangeReader } from '../../source/range-reader.js';
+import { OutsideImage, type RangeReader } from '../../source/range-reader.js';
 import type { TiffPage } from './tiff-layout.js';
 
 /**
@@ -11,7 +11,7 @@ export async function readStoredTile(reader: RangeReader, page: TiffPage, index:
   try {
     tile = await reader.read(page.tileOffsets[index]!, page.tileByteCounts[index]!);
   } catch (error) {
-    if (error instanceof RangeError) throw undecodableSource('the stored image is truncated: a tile is missing bytes');
+    if (error instanceof OutsideImage) throw undecodableSource('the stored image is truncated: a tile is missing bytes');
     throw error;
   }
   if (!page.jpegTables) return tile;
