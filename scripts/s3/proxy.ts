@@ -27,6 +27,8 @@ export interface SeenRequest {
   range: string | undefined;
   ifMatch: string | undefined;
   ifNoneMatch: string | undefined;
+  /** When it arrived (performance.now()). */
+  at: number;
 }
 
 /** How S3 looks from an EC2 instance: a wait before the first byte, then a bounded rate per connection. */
@@ -106,6 +108,7 @@ export class S3Proxy {
       range: header(req, 'range'),
       ifMatch: header(req, 'if-match'),
       ifNoneMatch: header(req, 'if-none-match'),
+      at: performance.now(),
     };
     this.requests.push(seen);
     const fault = this.fault?.(seen);
