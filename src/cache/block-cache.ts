@@ -164,6 +164,11 @@ export class BlockCache<R> {
     return this.entries.has(`${object.folder}/b${index}`);
   }
 
+  /** Marks a stored block recently used (it was read from memory, so its file was not). */
+  touchBlock(object: CachedObject, index: number): void {
+    this.touch(`${object.folder}/b${index}`);
+  }
+
   /**
    * Block `index` when it is stored intact; undefined otherwise (never stored, evicted, or
    * damaged on disk — then it is deleted). Counts a hit or a miss.
@@ -189,6 +194,7 @@ export class BlockCache<R> {
 
   /** Stores block `index`; throws CacheUnavailableError when the folder cannot take it. */
   async writeBlock(object: CachedObject, index: number, data: Buffer): Promise<void> {
+    if (data.length > this.options.maxBytes) throw new CacheUnavailableError(`a ${data.length}-byte block does not fit a ${this.options.maxBytes}-byte cache`);
     const name = `b${index}`;
     const header = Buffer.alloc(HEADER_BYTES);
     header.writeUInt32BE(MAGIC, 0);

@@ -84,7 +84,11 @@ export class BlockReads {
   private block(object: RemoteObject, index: number): Promise<Buffer> {
     const key = blockKey(object, index);
     const known = this.recent.get(key);
-    if (known) return Promise.resolve(known);
+    if (known) {
+      // Keeps its file from looking unused on disk while it is hot in memory.
+      this.cache.touchBlock(object, index);
+      return Promise.resolve(known);
+    }
     let loading = this.loading.get(key);
     if (!loading) {
       loading = this.load(object, index, key);
