@@ -63,6 +63,7 @@ export class TiffLayout {
   private readonly directories: Array<Promise<Directory | undefined>>;
   /** Offsets of the directories read, so a chain that loops back ends. */
   private readonly seen = new Set<number>();
+  private tailRead = false;
 
   /** The first page, read when the layout was opened. */
   readonly first: TiffPage;
@@ -110,6 +111,13 @@ export class TiffLayout {
     return (await this.directories[index]!)?.page;
   }
 
+  /** Reads the file's tail once, when the directory at `offset` lies in it (see TAIL_BYTES). */
+  private async readTailFrom(offset: number): Promise<void> {
+    if (this.tailRead || offset >= this.reader.size || this.reader.size - offset > TAIL_BYTES) return;
+    await this.reader.bytes(offset, this.reader.size - offset);
+    this.tailRead = true;
+  }
+
   /** Every understood page, in order (walks the whole chain). */
   async all(): Promise<TiffPage[]> {
     const pages: TiffPage[] = [];
@@ -124,12 +132,22 @@ export class TiffLayout {
     const offset = (await previous)?.next;
     if (!offset || this.seen.has(offset)) return undefined;
     return understood(async () => {
+      await this.readTailFrom(offset);
       const { page, next } = await this.reader.page(offset);
       this.seen.add(offset);
       return page && { page, next };
     });
   }
 }
+
+/**
+ * Pyramid writers (libvips, libtiff) put each level's directory after its tiles, so the small
+ * levels and their directories end up together at the end of the file. When a directory lies
+ * within this many bytes of the end, the whole tail is read at once: from a remote store that
+ * is one request instead of one per remaining directory (and the small levels' tiles, which a
+ * viewer's first screen needs, come with it); the reads that follow find it cached.
+ */
+const TAIL_BYTES = 256 * 1024;
 
 interface Directory {
   page: TiffPage;
@@ -160,7 +178,7 @@ class Reader {
 
   constructor(private readonly file: RangeReader) {}
 
-  private get size(): number {
+  get size(): number {
     return this.file.size;
   }
 

@@ -92,6 +92,16 @@ describe('TIFF layout', () => {
     expect(await layout.page(99)).toBeUndefined();
   });
 
+  it('reads the tail of the file at once when a directory lies near the end (where the small levels are)', async () => {
+    const bytes = await readFile(join(root, 'gradient.tif'));
+    const reader = recording(bytes);
+    const layout = (await TiffLayout.open(reader))!;
+    await layout.page(3);
+    const tail = reader.reads.filter(([offset, length]) => offset + length === bytes.length && length > 1024);
+    expect(tail).toHaveLength(1);
+    expect(tail[0]![1]).toBeLessThanOrEqual(256 * 1024);
+  });
+
   it('passes on a store failure without remembering it: the next ask reads again', async () => {
     const reader = recording(await readFile(join(root, 'gradient.tif')));
     const layout = (await TiffLayout.open(reader))!;
