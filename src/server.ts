@@ -1,3 +1,6 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { loadConfig, type Config } from './config.js';
@@ -41,19 +44,45 @@ export interface RunningServer {
 }
 
 /**
+ * The disk caches' folders must take a file at start. A container whose cache volume it cannot
+ * write would otherwise serve every image uncached while /health stays green, so the server
+ * refuses to start instead: the orchestrator sees the task fail (on ECS the deployment circuit
+ * breaker rolls back). Write failures later on (a full disk) still degrade, never crash.
+ */
+async function checkCacheFolders(config: Config): Promise<void> {
+  const folders: Array<[string, string]> = [];
+  if (config.source === 's3') folders.push(['IIIF_CACHE_DIR', config.cache.dir]);
+  if (config.pyramids.thresholdPixels > 0) folders.push(['IIIF_PYRAMID_DIR', config.pyramids.dir]);
+  for (const [variable, dir] of folders) {
+    // A leftover probe (a crash right here) is deleted by the cache's own start-up scan.
+    const probe = join(dir, `.tmp-probe-${randomUUID()}`);
+    try {
+      await mkdir(dir, { recursive: true });
+      await writeFile(probe, '');
+      await unlink(probe);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? String(error);
+      throw new Error(`${variable} ${dir} cannot be written (${code}): give the server a writable folder there (a volume owned by the user it runs as)`);
+    }
+  }
+}
+
+/**
  * Opens the source and starts listening: the IIIF app on PORT, and the metrics listener on
- * IIIF_METRICS_PORT when set (same HOST). Used by `npm start` and `iiif-elastic serve`, so both
- * start exactly the same server. If either listener cannot bind, nothing is left listening.
+ * IIIF_METRICS_PORT when set (same HOST), which then also carries the operator routes. Used by
+ * `npm start` and `iiif-elastic serve`, so both start exactly the same server. If either
+ * listener cannot bind, or a cache folder cannot be written, nothing is left listening.
  */
 export async function startServer(config: Config, options: { logger?: boolean } = {}): Promise<RunningServer> {
   configureSharp(config);
+  await checkCacheFolders(config);
   const metrics = new Metrics();
   // The source and the caches log before and outside requests (cache degraded, S3 failing).
   const log = pino({ level: options.logger === false ? 'silent' : config.logLevel });
   const { source, pyramids } = await openStores(config, metrics, log);
   const lifecycle = new Lifecycle();
-  const app = buildApp({ config, source, pyramids, metrics, lifecycle, logger: options.logger ?? true });
   const metricsApp = config.metricsPort === undefined ? undefined : buildMetricsApp(metrics);
+  const app = buildApp({ config, source, pyramids, metrics, lifecycle, logger: options.logger ?? true, operationsApp: metricsApp });
   const close = async () => {
     await Promise.all([app.close(), metricsApp?.close()]);
   };

@@ -26,6 +26,8 @@ export interface AppOptions {
   logger?: boolean;
   /** Whether the process is draining; `/health` fails while it is. A fresh one when omitted. */
   lifecycle?: Lifecycle;
+  /** Where the operator routes go: the private metrics listener when there is one; this app otherwise. */
+  operationsApp?: FastifyInstance;
 }
 
 declare module 'fastify' {
@@ -42,6 +44,7 @@ export function buildApp({
   metrics = new Metrics(),
   logger = true,
   lifecycle = new Lifecycle(),
+  operationsApp,
 }: AppOptions): FastifyInstance {
   const app = Fastify({
     logger: logger ? { level: config.logLevel } : false,
@@ -86,7 +89,7 @@ export function buildApp({
   const images = new Images(source, config, metrics, pyramids);
   app.addHook('onClose', async () => images.close());
   registerIiifRoutes(app, images, config);
-  if (config.adminToken) registerAdminRoutes(app, images, config.adminToken);
+  if (config.adminToken) registerAdminRoutes(operationsApp ?? app, images, config.adminToken);
   registerViewer(app, source, images, config);
   return app;
 }
