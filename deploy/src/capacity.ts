@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 export interface CapacityStep {
   /** Requests per second offered, evenly paced. */
   offeredRate: number;
+  /** Requests per second the load generator really sent on its schedule (below the offer only if it fell behind). */
   achievedRate: number;
   /** p99 of the requests for images the container already holds: what the SLO applies to. */
   p99Ms: number;
