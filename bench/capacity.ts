@@ -45,6 +45,12 @@ export interface CapacityOptions {
   holdSeconds: number;
   /** Runs per step; the step's figures are their medians (peak memory and the slowest request: the largest). */
   repeats: number;
+  /**
+   * Copies of each pyramid in the warm set, each under its own identifier, so the warm tiles
+   * outnumber what the 128 MiB result cache holds (as a collection's do): tiles are rendered,
+   * not replayed from memory.
+   */
+  warmCopies: number;
   /** One never-seen image opened per this many requests (0: none). */
   coldEvery: number;
   /** Every this-many-th cold image is a single-level JPEG, converted to a pyramid on first touch (0: none). */
@@ -64,6 +70,7 @@ const THUMBNAIL_SIZES = ['!150,150', '!200,200', '!300,300'];
 /** A viewer opening an image asks for info.json, then the tiles of the level that fits its screen. */
 const SCREEN_PIXELS = 1024;
 const COLD_PREFIX = 'cold-';
+const WARM_PREFIX = 'warm-';
 const PREFIX = '/iiif/3';
 
 /** The images a run requests (all of one size) and the folder they are in. */
@@ -81,8 +88,9 @@ export async function benchImages(log: (line: string) => void): Promise<MixImage
   return { dataDir: await ensureBenchImages(benchDataDir(), log), pyramids: PYRAMIDS, flats: PLAIN_JPEGS, size: { width: BENCH_WIDTH, height: BENCH_HEIGHT } };
 }
 
-export function describeMix(images: MixImages, options: Pick<CapacityOptions, 'coldEvery' | 'flatEvery'>): string {
-  const warm = `warm, per ${MIX_PERIOD} requests: 17 deep-zoom tiles (every zoom level of ${images.pyramids.length} pyramid(s) of ${images.size.width}×${images.size.height}, shuffled), 2 info.json, 1 thumbnail (${THUMBNAIL_SIZES.join(' ')})`;
+export function describeMix(images: MixImages, options: Pick<CapacityOptions, 'coldEvery' | 'flatEvery' | 'warmCopies'>): string {
+  const set = `${options.warmCopies * images.pyramids.length} images (${options.warmCopies} copies of ${images.pyramids.length} pyramid(s) of ${images.size.width}×${images.size.height}, each its own identifier)`;
+  const warm = `warm, per ${MIX_PERIOD} requests: 17 deep-zoom tiles (every zoom level of ${set}, shuffled), 2 info.json, 1 thumbnail (${THUMBNAIL_SIZES.join(' ')})`;
   if (options.coldEvery <= 0) return warm;
   const flat = options.flatEvery > 0 ? `, every ${options.flatEvery}th of them a single-level JPEG converted on first touch` : '';
   return `${warm}; cold: one never-seen image opened per ${options.coldEvery} requests (info.json, then the tiles of the level that fits ${SCREEN_PIXELS} px)${flat}`;
@@ -107,6 +115,11 @@ export function capacityMix(images: Pick<MixImages, 'pyramids' | 'size'>): strin
   return paths;
 }
 
+/** The warm set's identifiers: `copies` of each pyramid, each new to every cache. */
+export function warmIdentifiers(pyramids: readonly string[], copies: number): string[] {
+  return Array.from({ length: copies }, (_, copy) => pyramids.map((name) => `${WARM_PREFIX}${copy}-${name}`)).flat();
+}
+
 /** What a viewer asks for when it opens `identifier`: info.json, then the level that fits the screen. */
 export function coldOpen(identifier: string, size: Dimensions): string[] {
   let factor = 1;
@@ -114,8 +127,8 @@ export function coldOpen(identifier: string, size: Dimensions): string[] {
   return [`${PREFIX}/${identifier}/info.json`, ...levelTiles(size, 256, factor, 3).map((path) => `${PREFIX}/${identifier}/${path}`)];
 }
 
-/** The stored object a cold identifier is a copy of (the S3 proxy serves it under every such key). */
-export const storedKey = (key: string): string => key.replace(/^cold-\d+-/, '');
+/** The stored object a warm or cold identifier is a copy of (the S3 proxy serves it under every such key). */
+export const storedKey = (key: string): string => key.replace(/^(cold|warm)-\d+-/, '');
 
 /** Whether a request belongs to a cold open (its latency is reported apart from the SLO's). */
 export const isCold = (path: string): boolean => path.startsWith(`${PREFIX}/${COLD_PREFIX}`);
@@ -124,8 +137,8 @@ export const isCold = (path: string): boolean => path.startsWith(`${PREFIX}/${CO
  * The request stream: the warm list in a cycle, with a cold open spliced in every `coldEvery`
  * requests. Cold identifiers are numbered across the whole run, so each is new to the container.
  */
-export function mixStream(images: Pick<MixImages, 'pyramids' | 'flats' | 'size'>, options: Pick<CapacityOptions, 'coldEvery' | 'flatEvery'>): () => string {
-  const warm = capacityMix(images);
+export function mixStream(images: Pick<MixImages, 'pyramids' | 'flats' | 'size'>, options: Pick<CapacityOptions, 'coldEvery' | 'flatEvery' | 'warmCopies'>): () => string {
+  const warm = capacityMix({ pyramids: warmIdentifiers(images.pyramids, options.warmCopies), size: images.size });
   let [sent, next, opened] = [0, 0, 0];
   const pending: string[] = [];
   return () => {
@@ -261,7 +274,7 @@ export async function measureCapacity(options: CapacityOptions, images: MixImage
     const task = await startLocalTask(measuredTask(options), { image: IMAGE, environment });
     try {
       // The warm set is what the container already holds: fetched from S3 once, before measuring.
-      for (const path of new Set(capacityMix(images).filter((p) => p.endsWith('info.json')))) await (await fetch(`${task.url}${path}`)).arrayBuffer();
+      for (const identifier of warmIdentifiers(images.pyramids, options.warmCopies)) await (await fetch(`${task.url}${PREFIX}/${identifier}/info.json`)).arrayBuffer();
       const nextPath = mixStream(images, options);
       for (let rate: number | undefined = search.first; rate !== undefined; ) {
         const runs = [];
@@ -270,8 +283,11 @@ export async function measureCapacity(options: CapacityOptions, images: MixImage
         const died = await task.stopped();
         const step = { ...combined, failure: died ? `the container ${died}` : stepFailure(combined, options) };
         steps.push(step);
+        // A step that fails while the container has CPU to spare was limited by the machine (the
+        // load generator, other processes) or by S3: R_max is then a lower bound.
+        const spare = step.failure && step.coresUsed < options.cpus * 0.8 ? ` (the container used ${step.coresUsed} of ${options.cpus} cores: limited outside it)` : '';
         log(
-          `${rate} req/s × ${options.repeats}: ${step.achievedRate} achieved, p99 ${step.p99Ms} ms warm / ${step.p99AllMs} ms all / ${step.coldP99Ms} ms cold, max ${step.maxMs} ms, ${step.coresUsed} cores, peak ${step.peakRssMiB} MiB → ${step.failure ?? 'held'}`,
+          `${rate} req/s × ${options.repeats}: ${step.achievedRate} achieved, p99 ${step.p99Ms} ms warm / ${step.p99AllMs} ms all / ${step.coldP99Ms} ms cold, max ${step.maxMs} ms, ${step.coresUsed} cores, peak ${step.peakRssMiB} MiB → ${step.failure ?? 'held'}${spare}`,
         );
         if (died) break;
         rate = search.next(rate, step.failure === undefined);
@@ -317,6 +333,7 @@ function optionsFromArgs(args: string[]): CapacityOptions {
       refine: { type: 'string' },
       hold: { type: 'string' },
       repeats: { type: 'string' },
+      'warm-copies': { type: 'string' },
       'cold-every': { type: 'string', default: '1000' },
       'flat-every': { type: 'string', default: '50' },
       's3-first-byte-ms': { type: 'string', default: '100' },
@@ -345,6 +362,7 @@ function optionsFromArgs(args: string[]): CapacityOptions {
     refineSteps: Math.floor(number('refine', values.refine ?? (smoke ? '0' : '2'), 0)),
     holdSeconds: number('hold', values.hold ?? (smoke ? '3' : '10'), 1),
     repeats: Math.floor(number('repeats', values.repeats ?? (smoke ? '1' : '3'), 1)),
+    warmCopies: Math.floor(number('warm-copies', values['warm-copies'] ?? (smoke ? '1' : '8'), 1)),
     coldEvery: Math.floor(number('cold-every', values['cold-every'], 0)),
     flatEvery: Math.floor(number('flat-every', values['flat-every'], 0)),
     s3: { firstByteMs: number('s3-first-byte-ms', values['s3-first-byte-ms'], 0), bytesPerSecond: number('s3-mb-per-s', values['s3-mb-per-s'], 0.1) * 1e6 },

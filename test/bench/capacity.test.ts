@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { capacityMix, coldOpen, combineRuns, isCold, measureCapacity, mixStream, rateSearch, stepFailure, storedKey } from '../../bench/capacity.js';
+import { capacityMix, coldOpen, combineRuns, isCold, measureCapacity, mixStream, rateSearch, stepFailure, storedKey, warmIdentifiers } from '../../bench/capacity.js';
 import { BENCH_HEIGHT, BENCH_WIDTH, PLAIN_JPEGS, PYRAMIDS } from '../../bench/images.js';
 import { parseCapacity } from '../../deploy/src/capacity.js';
 import { deriveSizing } from '../../deploy/src/sizing.js';
@@ -35,8 +35,17 @@ describe('capacity mix', () => {
     expect(storedKey('cold-7-pyramid-a.tif')).toBe('pyramid-a.tif');
   });
 
+  it('makes the warm set of copies under identifiers of their own, so its tiles outnumber the result cache', () => {
+    const warm = warmIdentifiers(PYRAMIDS, 8);
+    expect(warm).toHaveLength(24);
+    expect(warm.slice(0, 4)).toEqual(['warm-0-pyramid-a.tif', 'warm-0-pyramid-b.tif', 'warm-0-pyramid-c.tif', 'warm-1-pyramid-a.tif']);
+    expect(new Set(warm.map(storedKey))).toEqual(new Set(PYRAMIDS));
+    // 24 × 2,276 tiles of ~15 KB each: several times the 128 MiB result cache.
+    expect(capacityMix({ pyramids: warm, size: images.size }).filter((p) => p.includes('/default.jpg') && !p.includes('/full/')).length).toBeGreaterThan(50_000);
+  });
+
   it('splices a never-seen image into the warm stream every coldEvery requests, every flatEvery-th a single-level JPEG', () => {
-    const next = mixStream(images, { coldEvery: 100, flatEvery: 3 });
+    const next = mixStream(images, { coldEvery: 100, flatEvery: 3, warmCopies: 2 });
     // The 10th cold open starts at request 1000 and takes 10 requests.
     const stream = Array.from({ length: 1009 }, next);
     const opened = [...new Set(stream.filter(isCold).map((p) => p.split('/')[3]!))];
@@ -46,7 +55,7 @@ describe('capacity mix', () => {
     ]);
     expect(stream[99]).toBe('/iiif/3/cold-0-plain-a.jpg/info.json');
     expect(stream.filter(isCold)).toHaveLength(10 * 10);
-    expect(stream.filter((p) => !isCold(p))).toEqual(capacityMix(images).slice(0, 909));
+    expect(stream.filter((p) => !isCold(p))).toEqual(capacityMix({ pyramids: warmIdentifiers(PYRAMIDS, 2), size: images.size }).slice(0, 909));
   });
 });
 
@@ -123,6 +132,7 @@ describe('capacity run', () => {
       refineSteps: 0,
       holdSeconds: 3,
       repeats: 1,
+      warmCopies: 2,
       coldEvery: 10,
       flatEvery: 2,
       s3: { firstByteMs: 100, bytesPerSecond: 85e6 },
