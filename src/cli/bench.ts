@@ -26,7 +26,7 @@ export const benchCommand: Command = {
 
 export const capacityCommand: Command = {
   summary: 'measure what one container sustains and write deploy/capacity.json (the scaling thresholds)',
-  usage: '[--cpus 1 --memory-mib 2048 --slo-ms 200 --headroom 0.7 --start N --max-rate N --hold 15 --smoke]',
+  usage: '[--cpus 1 --memory-mib 2048 --slo-ms 200 --headroom 0.7 --hold 10 --repeats 3 --base-image IMAGE --smoke]',
   help: 'Options and method: deploy/README.md ("Measure on the target instance type") and bench/README.md.',
   options: {},
   positionals: [],
