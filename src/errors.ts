@@ -55,3 +55,9 @@ export const unauthorized = (message: string): IiifError =>
 
 /** Credentials given but wrong. */
 export const forbidden = (message: string): IiifError => new IiifError(403, 'IIIF_FORBIDDEN', message);
+
+/**
+ * A source in a format this server reads only with an optional part the operator has not
+ * installed (JPEG 2000 without the native OpenJPEG decoder). 501: nothing the client can change.
+ */
+export const formatUnavailable = (message: string): IiifError => new IiifError(501, 'IIIF_FORMAT_UNAVAILABLE', message);
