@@ -65,19 +65,32 @@ struct Channel {
   std::vector<uint32_t> row;
 };
 
-// The sample index along one axis: output position i sits at reduced reference-grid coordinate
-// origin + i; a component subsampled by `step` covers it with its sample (origin + i) / step,
-// counted from the first one this decode produced.
-std::vector<uint32_t> sample_index(uint32_t count, uint32_t area_start, uint32_t reduce, uint32_t step, uint32_t samples) {
+// The sample index along one axis. Output position i sits at reduced reference-grid coordinate
+// ceil(start / 2^reduce) + i; a component subsampled by `step` covers it with its sample
+// (that coordinate) / step, counted from the first one the decode produced, which began at
+// reference coordinate `decoded_start`.
+std::vector<uint32_t> sample_index(uint32_t count, uint32_t start, uint32_t decoded_start, uint32_t reduce, uint32_t step,
+                                   uint32_t samples) {
   std::vector<uint32_t> index(count);
-  const uint32_t origin = ceil_div_pow2(area_start, reduce);
-  const uint32_t first = ceil_div_pow2(ceil_div(area_start, step), reduce);
+  const uint32_t origin = ceil_div_pow2(start, reduce);
+  const uint32_t first = ceil_div_pow2(ceil_div(decoded_start, step), reduce);
   for (uint32_t i = 0; i < count; ++i) {
     const uint32_t at = (origin + i) / step;
     const uint32_t k = at > first ? at - first : 0;
     index[i] = k < samples ? k : samples - 1;
   }
   return index;
+}
+
+// Where to start decoding so that a component subsampled by up to `step` has the sample covering
+// the area's first output pixel: OpenJPEG starts each component at its own rounded-up
+// coordinate, which for chroma can be the sample after it. Moves back to the previous multiple of
+// step * 2^reduce, but not off the image; the extra columns or rows are then skipped.
+uint32_t decode_start(uint32_t start, uint32_t image_start, uint32_t step, uint32_t reduce) {
+  if (step == 1) return start;
+  const uint64_t block = static_cast<uint64_t>(step) << reduce;
+  const uint64_t aligned = start / block * block;
+  return aligned < image_start ? image_start : static_cast<uint32_t>(aligned);
 }
 
 // sYCC to RGB with the coefficients and truncation of OpenJPEG's own tools (color.c), so the
@@ -114,8 +127,17 @@ bool is_sycc(const opj_image_t* image) {
   return image->color_space != OPJ_CLRSPC_SRGB && image->numcomps == 3 && image->comps[1].dx != 1;
 }
 
-// Interleaves the decoded components into 8-bit pixels.
-DecodeResult interleave(const opj_image_t* image, uint32_t width, uint32_t height, uint32_t x0, uint32_t y0, uint32_t reduce) {
+// The area asked for and the (possibly larger) area decoded, on the reference grid.
+struct Areas {
+  uint32_t x0, y0;
+  uint32_t decoded_x0, decoded_y0;
+  uint32_t width, height;
+  uint32_t reduce;
+};
+
+// Interleaves the decoded components into 8-bit pixels for the area asked for.
+DecodeResult interleave(const opj_image_t* image, const Areas& area) {
+  const uint32_t width = area.width, height = area.height;
   const uint32_t channels = image->numcomps;
   if (channels < 1 || channels > 4) return fail(Failure::kUndecodable, "the image does not decode to 1 to 4 channels");
   if (image->color_space == OPJ_CLRSPC_CMYK || image->color_space == OPJ_CLRSPC_EYCC) {
@@ -127,7 +149,8 @@ DecodeResult interleave(const opj_image_t* image, uint32_t width, uint32_t heigh
     if (comp->data == nullptr || comp->w == 0 || comp->h == 0 || comp->prec < 1 || comp->prec > 31) {
       return fail(Failure::kUndecodable, "a component decoded without samples");
     }
-    planes.push_back({comp, sample_index(width, x0, reduce, comp->dx, comp->w), sample_index(height, y0, reduce, comp->dy, comp->h)});
+    planes.push_back({comp, sample_index(width, area.x0, area.decoded_x0, area.reduce, comp->dx, comp->w),
+                      sample_index(height, area.y0, area.decoded_y0, area.reduce, comp->dy, comp->h)});
   }
   const bool sycc = channels >= 3 && is_sycc(image);
   auto* data = static_cast<uint8_t*>(std::malloc(static_cast<size_t>(width) * height * channels));
@@ -214,15 +237,23 @@ DecodeResult decode_jpeg2000(const uint8_t* bytes, size_t size, const DecodeOpti
   if (!opj_set_decoded_resolution_factor(session.codec, options.reduce)) {
     return fail(Failure::kBadArgument, "reduce is more than the image's resolution levels");
   }
-  if (!opj_set_decode_area(session.codec, session.image, static_cast<OPJ_INT32>(x0), static_cast<OPJ_INT32>(y0),
+  uint32_t step_x = 1, step_y = 1;
+  for (uint32_t c = 0; c < image->numcomps; ++c) {
+    step_x = image->comps[c].dx > step_x ? image->comps[c].dx : step_x;
+    step_y = image->comps[c].dy > step_y ? image->comps[c].dy : step_y;
+  }
+  const Areas area{x0, y0, decode_start(x0, image->x0, step_x, options.reduce), decode_start(y0, image->y0, step_y, options.reduce),
+                   width, height, options.reduce};
+  if (!opj_set_decode_area(session.codec, session.image, static_cast<OPJ_INT32>(area.decoded_x0), static_cast<OPJ_INT32>(area.decoded_y0),
                            static_cast<OPJ_INT32>(x1), static_cast<OPJ_INT32>(y1))) {
     return undecodable(session, "the decode area cannot be set");
   }
   if (!opj_decode(session.codec, session.stream, session.image) || !opj_end_decompress(session.codec, session.stream)) {
     return undecodable(session, "the JPEG 2000 image cannot be decoded");
   }
-  if (image->comps[0].w != width || image->comps[0].h != height) {
+  if (image->comps[0].w != ceil_div_pow2(x1, options.reduce) - ceil_div_pow2(area.decoded_x0, options.reduce) ||
+      image->comps[0].h != ceil_div_pow2(y1, options.reduce) - ceil_div_pow2(area.decoded_y0, options.reduce)) {
     return fail(Failure::kUndecodable, "the image decoded to an unexpected size");
   }
-  return interleave(image, width, height, x0, y0, options.reduce);
+  return interleave(image, area);
 }
