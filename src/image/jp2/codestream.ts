@@ -186,10 +186,10 @@ function codestreamBox(bytes: Bytes, fileSize: number): number {
       if (!sawHeader) throw broken('the codestream comes before the JP2 header');
       return box.body;
     }
-    if (box.end >= fileSize) break;
+    if (box.end >= fileSize) throw broken('the file has no codestream');
     at = box.end;
   }
-  throw broken('the file has no codestream');
+  throw broken('it has too many boxes before its codestream');
 }
 
 /** One box (I.4): its type, where its contents start and where it ends. */
