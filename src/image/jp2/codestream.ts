@@ -1,4 +1,5 @@
 import { sourceTooLarge, undecodableSource } from '../../errors.js';
+import { checkTileCount, checkTileStructures, type ComponentCoding } from './setup-cost.js';
 
 /**
  * Reads what info.json and the tile planner need from a JPEG 2000 file's first bytes, in pure
@@ -9,7 +10,8 @@ import { sourceTooLarge, undecodableSource } from '../../errors.js';
  *
  * Every length and count in the file is checked before it is used and nothing is allocated by
  * what the file claims, so a corrupt, truncated or hostile header costs a few microseconds and
- * ends in a typed 4xx (422 undecodable, 413 too large), never another exception.
+ * ends in a typed 4xx (422 undecodable, 413 too large), never another exception. Headers that
+ * would make OpenJPEG itself allocate too much are refused too (setup-cost.ts).
  */
 
 export type Progression = 'LRCP' | 'RLCP' | 'RPCL' | 'PCRL' | 'CPRL';
@@ -21,6 +23,8 @@ export interface Jp2Component {
   /** Sample spacing on the reference grid (XRsiz, YRsiz): 2 for chroma subsampled by half. */
   dx: number;
   dy: number;
+  /** How the main header says it is coded (COD, or its own COC). */
+  coding: ComponentCoding;
 }
 
 export interface Jp2Header {
@@ -62,14 +66,6 @@ const MAX_BOXES = 1024;
 const MAX_SEGMENTS = 8192;
 /** Components the decoder turns into pixels: grey, grey + alpha, RGB, RGBA. */
 const MAX_COMPONENTS = 4;
-/**
- * OpenJPEG sets up coding parameters for every tile as soon as it reads the header, whatever
- * area is decoded: about 8.5 KB a tile plus 1 KB a tile-component (peak RSS measured with
- * Debian's 2.5.0: 65,535 one-pixel tiles cost 620 MB). Headers that would take more than this
- * per decode (a big image cut into tiny tiles) are refused before OpenJPEG sees them.
- */
-const MAX_TILE_SETUP_BYTES = 96 * 1024 * 1024;
-const tileSetupBytes = (tiles: number, components: number) => tiles * (8704 + 1024 * components);
 /** OpenJPEG's reference-grid coordinates are signed 32-bit. */
 const MAX_COORDINATE = 0x7fff_ffff;
 const PROGRESSIONS: readonly Progression[] = ['LRCP', 'RLCP', 'RPCL', 'PCRL', 'CPRL'];
@@ -79,6 +75,9 @@ const SIZ = 0xff51;
 const COD = 0xff52;
 const COC = 0xff53;
 const SOT = 0xff90;
+const SOD = 0xff93;
+/** Tile-parts walked when checking their headers; beyond, a file is flooding us. */
+const MAX_TILE_PARTS = 131_072;
 const JP2_SIGNATURE = Buffer.from([0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20, 0x0d, 0x0a, 0x87, 0x0a]);
 
 /** Thrown inside this module only: the prefix ends before byte `needBytes`. */
@@ -215,29 +214,84 @@ const printable = (type: string) => JSON.stringify(type.replace(/[^\x20-\x7e]/g,
 function mainHeader(bytes: Bytes, start: number, container: Jp2Header['container'], maxPixels: number): Jp2Header {
   if (bytes.u16(start) !== SOC || bytes.u16(start + 2) !== SIZ) throw broken('the codestream does not start with SOC and SIZ');
   const size = imageAndTiles(bytes, start + 2, maxPixels);
-  let coding: Coding | undefined;
-  const componentLevels = new Map<number, number>();
-  let at = start + 4 + bytes.u16(start + 4);
-  for (let segments = 0; bytes.u16(at) !== SOT; segments += 1) {
-    if (segments === MAX_SEGMENTS) throw broken('its main header has too many segments');
-    const marker = bytes.u16(at);
-    if (marker >>> 8 !== 0xff || marker < 0xff30) throw broken('the main header has a corrupt marker');
-    const length = bytes.u16(at + 2);
-    if (length < 2) throw broken('a main header segment has an impossible length');
-    bytes.need(at + 2 + length);
-    if (marker === COD) coding = codingStyle(bytes, at + 2, length);
-    if (marker === COC) {
-      const [component, levels] = componentCodingStyle(bytes, at + 2, length, size.components.length);
-      componentLevels.set(component, levels);
-    }
-    at += 2 + length;
-  }
-  if (!coding) throw broken('the main header has no coding style (COD)');
-  const levels = Math.min(...size.components.map((_, c) => componentLevels.get(c) ?? coding.levels));
-  return { container, ...size, levels, layers: coding.layers, progression: coding.progression, codestreamOffset: start, headerLength: at + 2 };
+  const { cod, coc, end } = codingSegments(bytes, start + 4 + bytes.u16(start + 4), SOT, size.components.length);
+  if (!cod) throw broken('the main header has no coding style (COD)');
+  const components = size.components.map((component, c) => ({ ...component, coding: coc.get(c) ?? cod.coding }));
+  checkTileStructures(Math.min(size.tile.width, size.width), Math.min(size.tile.height, size.height), components);
+  return {
+    container,
+    ...size,
+    components,
+    levels: Math.min(...components.map((component) => component.coding.levels)),
+    layers: cod.layers,
+    progression: cod.progression,
+    codestreamOffset: start,
+    headerLength: end + 2,
+  };
 }
 
-type ImageAndTiles = Pick<Jp2Header, 'width' | 'height' | 'x0' | 'y0' | 'tile' | 'components'>;
+/**
+ * Checks the coding styles that tile-part headers set for their own tile (they override the
+ * main header's), which OpenJPEG meets only as it decodes: a tile made of tiny code-blocks is
+ * refused like a main header that asks for them. Needs the whole codestream; walks the chain of
+ * tile-parts by their lengths (A.4.2) and leaves damage further on to the decoder.
+ */
+export function checkTileParts(file: Buffer, header: Jp2Header): void {
+  const bytes = new Bytes(file, file.length);
+  const { tile, components } = header;
+  let at = header.headerLength - 2;
+  for (let part = 0; at + 12 <= file.length && file.readUInt16BE(at) === SOT; part++) {
+    if (part === MAX_TILE_PARTS) throw broken('it has too many tile-parts');
+    const index = file.readUInt16BE(at + 4);
+    const length = file.readUInt32BE(at + 6);
+    if (index >= tile.across * tile.down) return;
+    const { cod, coc } = codingSegments(bytes, at + 12, SOD, components.length);
+    if (cod || coc.size > 0) {
+      const column = index % tile.across;
+      const row = Math.floor(index / tile.across);
+      const span = (tileOrigin: number, size: number, k: number, imageOrigin: number, extent: number) =>
+        Math.min(tileOrigin + (k + 1) * size, imageOrigin + extent) - Math.max(tileOrigin + k * size, imageOrigin);
+      checkTileStructures(
+        span(tile.x0, tile.width, column, header.x0, header.width),
+        span(tile.y0, tile.height, row, header.y0, header.height),
+        components.map((component, c) => ({ ...component, coding: coc.get(c) ?? cod?.coding ?? component.coding })),
+      );
+    }
+    if (length === 0) return; // the last tile-part runs to the end of the codestream
+    at += length;
+  }
+}
+
+/** A COD segment: the coding of every component, and the codestream's layers and progression. */
+interface CodingDefault {
+  coding: ComponentCoding;
+  layers: number;
+  progression: Progression;
+}
+
+/**
+ * Reads the marker segments of a header (the main one, up to SOT, or a tile-part's, up to SOD),
+ * keeping the coding styles they set: COD for all components, COC for one. Returns where the
+ * `stop` marker is.
+ */
+function codingSegments(bytes: Bytes, at: number, stop: number, components: number): { cod?: CodingDefault; coc: Map<number, ComponentCoding>; end: number } {
+  let cod: CodingDefault | undefined;
+  const coc = new Map<number, ComponentCoding>();
+  for (let segments = 0; bytes.u16(at) !== stop; segments += 1) {
+    if (segments === MAX_SEGMENTS) throw broken('a header has too many segments');
+    const marker = bytes.u16(at);
+    if (marker >>> 8 !== 0xff || marker < 0xff30) throw broken('a header has a corrupt marker');
+    const length = bytes.u16(at + 2);
+    if (length < 2) throw broken('a header segment has an impossible length');
+    bytes.need(at + 2 + length);
+    if (marker === COD) cod = codingStyle(bytes, at + 2, length);
+    if (marker === COC) coc.set(...componentCodingStyle(bytes, at + 2, length, components));
+    at += 2 + length;
+  }
+  return { cod, coc, end: at };
+}
+
+type ImageAndTiles = Pick<Jp2Header, 'width' | 'height' | 'x0' | 'y0' | 'tile'> & { components: Array<Omit<Jp2Component, 'coding'>> };
 
 /** SIZ (A.5.1): reference grid, image offset, tiling and components, each checked. */
 function imageAndTiles(bytes: Bytes, at: number, maxPixels: number): ImageAndTiles {
@@ -262,10 +316,8 @@ function imageAndTiles(bytes: Bytes, at: number, maxPixels: number): ImageAndTil
   const across = Math.ceil((xsiz - tileX0) / tileWidth);
   const down = Math.ceil((ysiz - tileY0) / tileHeight);
   if (across * down > MAX_TILES) throw broken(`it claims ${across * down} tiles`);
-  if (tileSetupBytes(across * down, count) > MAX_TILE_SETUP_BYTES) {
-    throw sourceTooLarge(`the stored image is cut into ${across * down} tiles, more than this server decodes`);
-  }
-  const components: Jp2Component[] = [];
+  checkTileCount(across * down, count);
+  const components: ImageAndTiles['components'] = [];
   for (let c = 0; c < count; c += 1) {
     const ssiz = bytes.u8(at + 40 + 3 * c);
     const dx = bytes.u8(at + 41 + 3 * c);
@@ -279,38 +331,34 @@ function imageAndTiles(bytes: Bytes, at: number, maxPixels: number): ImageAndTil
   return { width, height, x0, y0, tile: { width: tileWidth, height: tileHeight, x0: tileX0, y0: tileY0, across, down }, components };
 }
 
-interface Coding {
-  levels: number;
-  layers: number;
-  progression: Progression;
-}
-
-/** COD (A.6.1): progression order, layers and the decomposition levels of every component. */
-function codingStyle(bytes: Bytes, at: number, length: number): Coding {
+/** COD (A.6.1): progression order, layers, and how every component is coded. */
+function codingStyle(bytes: Bytes, at: number, length: number): CodingDefault {
   if (length < 12) throw broken('its COD segment is too short');
   const style = bytes.u8(at + 2);
   const progression = PROGRESSIONS[bytes.u8(at + 3)];
   const layers = bytes.u16(at + 4);
   if (!progression) throw broken('its progression order is unknown');
   if (layers === 0) throw broken('it has no quality layers');
-  const levels = decomposition(bytes, at + 7, length - 7, (style & 1) !== 0);
-  return { levels, layers, progression };
+  return { coding: componentCoding(bytes, at + 7, length - 7, (style & 1) !== 0), layers, progression };
 }
 
 /**
- * COC (A.6.2): one component's own decomposition levels, as [component, levels]. The component
- * index is one byte: it is two only beyond 256 components, which SIZ has refused already.
+ * COC (A.6.2): one component's own coding, as [component, coding]. The component index is one
+ * byte: it is two only beyond 256 components, which SIZ has refused already.
  */
-function componentCodingStyle(bytes: Bytes, at: number, length: number, components: number): [number, number] {
+function componentCodingStyle(bytes: Bytes, at: number, length: number, components: number): [number, ComponentCoding] {
   if (length < 9) throw broken('its COC segment is too short');
   const index = bytes.u8(at + 2);
   if (index >= components) throw broken('a COC segment names a component that does not exist');
   const style = bytes.u8(at + 3);
-  return [index, decomposition(bytes, at + 4, length - 4, (style & 1) !== 0)];
+  return [index, componentCoding(bytes, at + 4, length - 4, (style & 1) !== 0)];
 }
 
-/** SPcod/SPcoc (table A.15): decomposition levels, code-block size, transform, precincts. */
-function decomposition(bytes: Bytes, at: number, length: number, precincts: boolean): number {
+/**
+ * SPcod/SPcoc (table A.15): decomposition levels, code-block size, transform, and the precinct
+ * sizes when the style says they are given (otherwise 2^15, table A.21).
+ */
+function componentCoding(bytes: Bytes, at: number, length: number, precinctsGiven: boolean): ComponentCoding {
   const levels = bytes.u8(at);
   const blockWidth = bytes.u8(at + 1);
   const blockHeight = bytes.u8(at + 2);
@@ -318,6 +366,13 @@ function decomposition(bytes: Bytes, at: number, length: number, precincts: bool
   if (levels > 32) throw broken(`it claims ${levels} decomposition levels`);
   if (blockWidth > 8 || blockHeight > 8 || blockWidth + blockHeight > 8) throw broken('its code-blocks have an impossible size');
   if (transform > 1) throw broken('its wavelet transform is unknown');
-  if (length < 5 + (precincts ? levels + 1 : 0)) throw broken('its coding style segment is too short for its precincts');
-  return levels;
+  if (length < 5 + (precinctsGiven ? levels + 1 : 0)) throw broken('its coding style segment is too short for its precincts');
+  const precincts = Array.from({ length: levels + 1 }, (_, resolution) => {
+    if (!precinctsGiven) return { width: 2 ** 15, height: 2 ** 15 };
+    const exponents = bytes.u8(at + 5 + resolution);
+    const [x, y] = [exponents & 0x0f, exponents >>> 4];
+    if (resolution > 0 && (x === 0 || y === 0)) throw broken('its precincts are smaller than a band allows');
+    return { width: 2 ** x, height: 2 ** y };
+  });
+  return { levels, codeBlock: { width: 2 ** (blockWidth + 2), height: 2 ** (blockHeight + 2) }, precincts };
 }

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { formatUnavailable, renderTooLarge, undecodableSource } from '../../errors.js';
 import { projectRoot } from '../../paths.js';
-import { jp2Header, levelSize } from './codestream.js';
+import { checkTileParts, jp2Header, levelSize } from './codestream.js';
 
 /**
  * JPEG 2000 pixels from the native OpenJPEG addon (native/openjp2, built by `npm ci` when
@@ -89,10 +89,11 @@ export function openJpegVersion(): string | undefined {
 
 /**
  * Decodes one area of one resolution level of a JPEG 2000 file (JP2 or raw J2K) held in
- * memory, off the event loop. The header is checked first (cheaply, in TypeScript) so a hostile
- * one never reaches OpenJPEG; then only the tiles and precincts covering the area are decoded,
- * at the resolution asked for. Rejects with IiifErrors: 501 without the addon, 413 beyond the
- * pixel limits, 422 for a damaged file. A `reduce` or `region` outside the image is a caller's
+ * memory, off the event loop. The main and tile-part headers are checked first (cheaply, in
+ * TypeScript) so a hostile one never reaches OpenJPEG; then only the tiles and precincts
+ * covering the area are decoded, at the resolution asked for. Rejects with IiifErrors: 501
+ * without the addon, 413 beyond the pixel limits or for coding OpenJPEG would spend too much
+ * memory on, 422 for a damaged file. A `reduce` or `region` outside the image is a caller's
  * mistake and throws a RangeError.
  */
 export async function decodeJp2(file: Buffer, request: Jp2DecodeRequest): Promise<Jp2Raster> {
@@ -114,6 +115,7 @@ export async function decodeJp2(file: Buffer, request: Jp2DecodeRequest): Promis
   if (width * height > request.maxPixels) {
     throw renderTooLarge(`decoding ${width}×${height} pixels is more than one render may (${request.maxPixels})`);
   }
+  checkTileParts(file, header);
   // Level pixels to full-resolution image coordinates. The level's pixel i covers reference-grid
   // columns from (origin + i) * scale, where origin = ceil(x0 / scale) (ISO 15444-1 B.5), so
   // OpenJPEG's own rounding gives back exactly the pixels asked for.

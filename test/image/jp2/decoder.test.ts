@@ -9,7 +9,7 @@ import { IiifError } from '../../../src/errors.js';
 import { jp2Header, levelSize, type Jp2Header } from '../../../src/image/jp2/codestream.js';
 import { decodeJp2, jp2Available, jp2UnavailableReason, openJpegVersion, type Jp2DecodeRequest } from '../../../src/image/jp2/decoder.js';
 import { projectRoot } from '../../../src/paths.js';
-import { cod, codestream, makeSamples, opjDecompress, qcd, siz } from './fixtures.js';
+import { cod, codestream, makeSamples, opjDecompress, qcd, segment, siz, tilePart } from './fixtures.js';
 
 const run = promisify(execFile);
 const MAX_SOURCE_PIXELS = 268_402_689;
@@ -199,6 +199,19 @@ describe('hostile JPEG 2000 files through the decoder', () => {
     const before = peakMb();
     expect((await rejection(decodeJp2(huge, { reduce: 0, ...limits }))).statusCode).toBe(422);
     expect((await rejection(decodeJp2(tiny, { reduce: 0, ...limits }))).statusCode).toBe(413);
+    expect(peakMb() - before).toBeLessThan(64);
+  });
+
+  it('refuses coding that would make OpenJPEG set up gigabytes, in the main or a tile-part header, with a 413 before it starts', async () => {
+    const tinyBlocks = codestream(siz({ xsiz: 16_000, ysiz: 16_000, tileWidth: 16_000, tileHeight: 16_000 }), cod(5, { block: 0 }), qcd());
+    const tinyPrecincts = codestream(siz({ xsiz: 4000, ysiz: 4000, tileWidth: 4000, tileHeight: 4000 }), cod(5, { precincts: Array(6).fill(0x11) }), qcd());
+    const tiled = [Buffer.from([0xff, 0x4f]), siz({ xsiz: 8000, ysiz: 8000, tileWidth: 4000, tileHeight: 4000 }), cod(), qcd()];
+    const inTilePart = Buffer.concat([...tiled, tilePart(0), tilePart(1), tilePart(2, segment(0xff53, Buffer.from([0, 0, 5, 0, 0, 0, 1]))), Buffer.from([0xff, 0xd9])]);
+    const before = peakMb();
+    for (const file of [tinyBlocks, tinyPrecincts, inTilePart]) {
+      const error = await rejection(decodeJp2(file, { reduce: 0, region: { x: 0, y: 0, width: 256, height: 256 }, ...limits }));
+      expect([error.statusCode, error.message]).toEqual([413, expect.stringContaining('blocks too small')]);
+    }
     expect(peakMb() - before).toBeLessThan(64);
   });
 

@@ -47,7 +47,7 @@ export interface OpjDump {
   y0: number;
   x1: number;
   y1: number;
-  components: Array<{ dx: number; dy: number; prec: number; sgnd: boolean; numresolutions: number }>;
+  components: Array<{ dx: number; dy: number; prec: number; sgnd: boolean; numresolutions: number; cblkw: number; cblkh: number; precincts: number[][] }>;
   tile: { x0: number; y0: number; width: number; height: number; across: number; down: number };
   progression: number;
   layers: number;
@@ -64,6 +64,11 @@ export async function opjDump(path: string): Promise<OpjDump> {
   const precision = numbers(/\bprec=(\d+)/g);
   const signed = numbers(/\bsgnd=(\d+)/g);
   const resolutions = numbers(/\bnumresolutions=(\d+)/g);
+  const blocks = numbers(/\bcblkw=2\^(\d+)\s+cblkh=2\^(\d+)/g);
+  // Exponents (PPx, PPy) per resolution, lowest first.
+  const precincts = [...stdout.matchAll(/preccintsize \(w,h\)=((?:\(\d+,\d+\) )+)/g)].map((match) =>
+    [...match[1]!.matchAll(/\((\d+),(\d+)\)/g)].map((pair) => [Number(pair[1]), Number(pair[2])]),
+  );
   const [tx0, ty0] = first(/\btx0=(\d+), ty0=(\d+)/g);
   const [tdx, tdy] = first(/\btdx=(\d+), tdy=(\d+)/g);
   const [tw, th] = first(/\btw=(\d+), th=(\d+)/g);
@@ -72,7 +77,16 @@ export async function opjDump(path: string): Promise<OpjDump> {
     y0: y0!,
     x1: x1!,
     y1: y1!,
-    components: spacing.map(([dx, dy], c) => ({ dx: dx!, dy: dy!, prec: precision[c]![0]!, sgnd: signed[c]![0] === 1, numresolutions: resolutions[c]![0]! })),
+    components: spacing.map(([dx, dy], c) => ({
+      dx: dx!,
+      dy: dy!,
+      prec: precision[c]![0]!,
+      sgnd: signed[c]![0] === 1,
+      numresolutions: resolutions[c]![0]!,
+      cblkw: blocks[c]![0]!,
+      cblkh: blocks[c]![1]!,
+      precincts: precincts[c]!,
+    })),
     tile: { x0: tx0!, y0: ty0!, width: tdx!, height: tdy!, across: tw!, down: th! },
     // printf's %#x: 0x2, but a bare 0 for LRCP.
     progression: Number(/\bprg=(0x[0-9a-f]+|0)\b/.exec(stdout)![1]),
@@ -130,9 +144,13 @@ export function siz(fields: Partial<SizFields> = {}): Buffer {
   return segment(0xff51, body);
 }
 
-/** COD with `levels` decomposition levels, one layer, LRCP, 64×64 code-blocks, 5/3 wavelet. */
-export function cod(levels = 5): Buffer {
-  return segment(0xff52, Buffer.from([0, 0, 0, 1, 0, levels, 4, 4, 0, 1]));
+/**
+ * COD with `levels` decomposition levels, one layer, LRCP, 5/3 wavelet, code-blocks of
+ * 2^(block + 2) samples (64 by default) and, when given, one precinct byte per resolution
+ * (PPy << 4 | PPx, lowest resolution first).
+ */
+export function cod(levels = 5, { block = 4, precincts }: { block?: number; precincts?: number[] } = {}): Buffer {
+  return segment(0xff52, Buffer.from([precincts ? 1 : 0, 0, 0, 1, 0, levels, block, block, 0, 1, ...(precincts ?? [])]));
 }
 
 /** QCD without quantisation (one exponent per sub-band), as the reversible path writes it. */
@@ -141,12 +159,25 @@ export function qcd(levels = 5): Buffer {
 }
 
 /**
- * A codestream with the given main header segments and one empty tile-part: a header that parses
- * (or not) followed by next to no data, like a file whose header lies about its content.
+ * A codestream with the given main header segments and one empty tile-part (tile 0): a header
+ * that parses (or not) followed by next to no data, like a file whose header lies about its
+ * content.
  */
 export function codestream(...segments: Buffer[]): Buffer {
-  const sot = Buffer.from([0xff, 0x90, 0, 10, 0, 0, 0, 0, 0, 14, 0, 1]);
-  return Buffer.concat([Buffer.from([0xff, 0x4f]), ...segments, sot, Buffer.from([0xff, 0x93, 0xff, 0xd9])]);
+  return Buffer.concat([Buffer.from([0xff, 0x4f]), ...segments, tilePart(0), Buffer.from([0xff, 0xd9])]);
+}
+
+/** A tile-part of `tile` with the given tile-part header segments and no data. */
+export function tilePart(tile: number, ...segments: Buffer[]): Buffer {
+  const body = Buffer.concat([...segments, Buffer.from([0xff, 0x93])]);
+  const sot = Buffer.alloc(12);
+  sot.writeUInt16BE(0xff90, 0);
+  sot.writeUInt16BE(10, 2);
+  sot.writeUInt16BE(tile, 4);
+  sot.writeUInt32BE(12 + body.length, 6);
+  sot.writeUInt8(0, 10);
+  sot.writeUInt8(1, 11);
+  return Buffer.concat([sot, body]);
 }
 
 /** A JP2 box: length, type, body; `length` overrides the length field (0, 1 or a lie). */
