@@ -95,20 +95,20 @@ uint32_t decode_start(uint32_t start, uint32_t image_start, uint32_t step, uint3
 
 // sYCC to RGB with the coefficients and truncation of OpenJPEG's own tools (color.c), so the
 // pixels match opj_decompress.
-void sycc_to_rgb(int32_t* sample, int32_t precision) {
-  const int32_t offset = 1 << (precision - 1);
-  const int32_t top = (1 << precision) - 1;
-  const int32_t y = sample[0], cb = sample[1] - offset, cr = sample[2] - offset;
-  const int32_t rgb[3] = {
-      y + static_cast<int32_t>(1.402 * static_cast<float>(cr)),
-      y - static_cast<int32_t>(0.344 * static_cast<float>(cb) + 0.714 * static_cast<float>(cr)),
-      y + static_cast<int32_t>(1.772 * static_cast<float>(cb)),
+void sycc_to_rgb(int32_t* sample, uint32_t precision) {
+  const int64_t offset = int64_t{1} << (precision - 1);
+  const int64_t top = (int64_t{1} << precision) - 1;
+  const int64_t y = sample[0], cb = sample[1] - offset, cr = sample[2] - offset;
+  const int64_t rgb[3] = {
+      y + static_cast<int64_t>(1.402 * static_cast<float>(cr)),
+      y - static_cast<int64_t>(0.344 * static_cast<float>(cb) + 0.714 * static_cast<float>(cr)),
+      y + static_cast<int64_t>(1.772 * static_cast<float>(cb)),
   };
-  for (int c = 0; c < 3; ++c) sample[c] = rgb[c] < 0 ? 0 : (rgb[c] > top ? top : rgb[c]);
+  for (int c = 0; c < 3; ++c) sample[c] = static_cast<int32_t>(rgb[c] < 0 ? 0 : (rgb[c] > top ? top : rgb[c]));
 }
 
-// A sample of `precision` bits (already unsigned) to 8 bits: deeper ones rounded down to their
-// top bits, shallower ones stretched to the full range.
+// A sample of `precision` bits (already unsigned) to 8 bits: deeper ones rounded to their top
+// 8 bits, shallower ones stretched to the full range.
 uint8_t to_8_bits(int32_t value, uint32_t precision) {
   if (precision == 8) return static_cast<uint8_t>(value);
   if (precision > 8) {
@@ -167,7 +167,7 @@ DecodeResult interleave(const opj_image_t* image, const Areas& area) {
         const int64_t top = (int64_t{1} << comp->prec) - 1;
         sample[c] = static_cast<int32_t>(value < 0 ? 0 : (value > top ? top : value));
       }
-      if (sycc) sycc_to_rgb(sample, static_cast<int32_t>(image->comps[0].prec));
+      if (sycc) sycc_to_rgb(sample, image->comps[0].prec);
       for (uint32_t c = 0; c < channels; ++c) *out++ = to_8_bits(sample[c], planes[c].comp->prec);
     }
   }

@@ -247,19 +247,21 @@ export function checkTileParts(file: Buffer, header: Jp2Header): void {
     if (index >= tile.across * tile.down) return;
     const { cod, coc } = codingSegments(bytes, at + 12, SOD, components.length);
     if (cod || coc.size > 0) {
-      const column = index % tile.across;
-      const row = Math.floor(index / tile.across);
-      const span = (tileOrigin: number, size: number, k: number, imageOrigin: number, extent: number) =>
-        Math.min(tileOrigin + (k + 1) * size, imageOrigin + extent) - Math.max(tileOrigin + k * size, imageOrigin);
+      // Tile-part COC, then tile-part COD, then the main header's choice (A.6).
       checkTileStructures(
-        span(tile.x0, tile.width, column, header.x0, header.width),
-        span(tile.y0, tile.height, row, header.y0, header.height),
+        tileSpan(tile.x0, tile.width, index % tile.across, header.x0, header.width),
+        tileSpan(tile.y0, tile.height, Math.floor(index / tile.across), header.y0, header.height),
         components.map((component, c) => ({ ...component, coding: coc.get(c) ?? cod?.coding ?? component.coding })),
       );
     }
     if (length === 0) return; // the last tile-part runs to the end of the codestream
     at += length;
   }
+}
+
+/** How much of the image the k-th tile along one axis covers (B.3). */
+function tileSpan(tileOrigin: number, tileSize: number, k: number, imageOrigin: number, imageSize: number): number {
+  return Math.min(tileOrigin + (k + 1) * tileSize, imageOrigin + imageSize) - Math.max(tileOrigin + k * tileSize, imageOrigin);
 }
 
 /** A COD segment: the coding of every component, and the codestream's layers and progression. */
