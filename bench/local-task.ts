@@ -1,7 +1,7 @@
 /**
  * One task of the deployment run locally as ECS runs it (deploy/src/local-run.ts): fresh
  * task-scoped volumes, the task's limits and environment, read-only root, on loopback ports of
- * its own. The ECS test (test/docker/ecs-task.test.ts) and the capacity run start the image
+ * its own. The ECS test (test/docker/ecs-task.system.test.ts) and the capacity run start the image
  * through here.
  */
 import { execFile } from 'node:child_process';

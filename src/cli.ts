@@ -5,7 +5,6 @@
  * and turns any failure into exit code 1 (2 for bad usage) with one line on stderr.
  */
 import { parseArgs } from 'node:util';
-import { benchCommand, capacityCommand } from './cli/bench.js';
 import { UsageError, type Command } from './cli/command.js';
 import { infoCommand } from './cli/info.js';
 import { pyramidCommand } from './cli/pyramid.js';
@@ -15,8 +14,6 @@ const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
   info: infoCommand,
   pyramid: pyramidCommand,
-  bench: benchCommand,
-  capacity: capacityCommand,
 };
 
 const NAME = 'iiif-elastic';

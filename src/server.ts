@@ -4,33 +4,12 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { loadConfig, type Config } from './config.js';
+import { ServerError } from './errors.js';
+import { registerAdminRoutes } from './http/admin-routes.js';
 import { buildApp } from './http/app.js';
 import { exitGracefullyOnSignals, Lifecycle } from './http/lifecycle.js';
 import { buildMetricsApp } from './http/metrics-route.js';
-import { Images } from './image/images.js';
-import { Pyramids } from './image/pyramids.js';
-import { configureSharp } from './image/sharp-setup.js';
-import type { Log } from './cache/disk-cache.js';
-import { Metrics } from './metrics.js';
-import { openSource } from './source/open.js';
-import type { ImageSource } from './source/source.js';
-
-/** Where images come from and where their pyramids go: the same for the server and the CLI. */
-export async function openStores(config: Config, metrics: Metrics, log: Log): Promise<{ source: ImageSource; pyramids: Pyramids | undefined }> {
-  const source = await openSource(config, metrics, log);
-  const pyramids = config.pyramids.thresholdPixels > 0 ? await Pyramids.open(config.pyramids, metrics, log) : undefined;
-  return { source, pyramids };
-}
-
-/**
- * The image pipeline without a server, for command-line tools: same source, pyramids and
- * settings as `serve`, nothing logged (the commands print their own one-line results).
- */
-export async function openPipeline(config: Config): Promise<{ images: Images; source: ImageSource; pyramids: Pyramids | undefined }> {
-  const metrics = new Metrics();
-  const { source, pyramids } = await openStores(config, metrics, { warn: () => undefined, info: () => undefined });
-  return { images: new Images(source, config, metrics, pyramids), source, pyramids };
-}
+import { createRuntime } from './runtime.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -61,8 +40,12 @@ async function checkCacheFolders(config: Config): Promise<void> {
       await writeFile(probe, '');
       await unlink(probe);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? String(error);
-      throw new Error(`${variable} ${dir} cannot be written (${code}): give the server a writable folder there (a volume owned by the user it runs as)`);
+      const reason = (error as NodeJS.ErrnoException).code ?? String(error);
+      throw new ServerError(
+        'CACHE_FOLDER_UNWRITABLE',
+        `${variable} ${dir} cannot be written (${reason}): give the server a writable folder there (a volume owned by the user it runs as)`,
+        { cause: error },
+      );
     }
   }
 }
@@ -74,15 +57,14 @@ async function checkCacheFolders(config: Config): Promise<void> {
  * listener cannot bind, or a cache folder cannot be written, nothing is left listening.
  */
 export async function startServer(config: Config, options: { logger?: boolean } = {}): Promise<RunningServer> {
-  configureSharp(config);
   await checkCacheFolders(config);
-  const metrics = new Metrics();
   // The source and the caches log before and outside requests (cache degraded, S3 failing).
-  const log = pino({ level: options.logger === false ? 'silent' : config.logLevel });
-  const { source, pyramids } = await openStores(config, metrics, log);
+  const runtime = await createRuntime(config, { log: pino({ level: options.logger === false ? 'silent' : config.logLevel }) });
   const lifecycle = new Lifecycle();
-  const metricsApp = config.metricsPort === undefined ? undefined : buildMetricsApp(metrics);
-  const app = buildApp({ config, source, pyramids, metrics, lifecycle, logger: options.logger ?? true, operationsApp: metricsApp });
+  const app = buildApp(runtime, { lifecycle, logger: options.logger ?? true });
+  const metricsApp = config.metricsPort === undefined ? undefined : buildMetricsApp(runtime.metrics);
+  // The operator routes go with /metrics to the private listener, never the public port.
+  if (metricsApp && config.adminToken) registerAdminRoutes(metricsApp, runtime.images, config.adminToken);
   const close = async () => {
     await Promise.all([app.close(), metricsApp?.close()]);
   };
@@ -98,7 +80,7 @@ export async function startServer(config: Config, options: { logger?: boolean } 
 
 function boundPort(app: FastifyInstance): number {
   const address = app.server.address();
-  if (typeof address !== 'object' || !address) throw new Error('the server is not listening on a TCP port');
+  if (typeof address !== 'object' || !address) throw new ServerError('SERVER_NOT_LISTENING', 'the server is not listening on a TCP port');
   return address.port;
 }
 

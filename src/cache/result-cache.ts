@@ -1,5 +1,5 @@
-import { LRUCache } from 'lru-cache';
 import type { Metrics } from '../metrics.js';
+import { Memo, type MemoOutcome } from './memo.js';
 
 export interface CachedResult {
   data: Buffer;
@@ -12,64 +12,49 @@ export interface CachedResult {
   method: 'passthrough' | 'cut' | 'tile' | 'sharp';
 }
 
+/** Bookkeeping per entry beyond its bytes: the key, the entry object, the LRU's links. */
+const ENTRY_OVERHEAD_BYTES = 256;
+
 /**
- * Recently served image bytes, bounded by total bytes, keyed by source version + canonical
- * request, so hot tiles cost no decoding. Concurrent misses for the same key share one
- * render. Results larger than `maxItemBytes` are served but not kept: a few big renders must
- * not flush hundreds of tiles.
+ * What an entry really pins in memory. A Buffer can be a small view of a larger allocation
+ * (libvips output, Node's pool slab): the whole allocation stays alive while the view does, so
+ * it is what counts against the bound.
+ */
+export const retainedBytes = (result: CachedResult, key: string): number =>
+  Math.max(result.data.byteLength, result.data.buffer.byteLength) + 2 * key.length + ENTRY_OVERHEAD_BYTES;
+
+/**
+ * Recently served image bytes, bounded by the memory they really hold, keyed by source
+ * version + canonical request, so hot tiles cost no decoding. Concurrent misses for the same
+ * key share one render. Results larger than `maxItemBytes` are served but not kept: a few big
+ * renders must not flush hundreds of tiles.
  */
 export class ResultCache {
-  private readonly entries: LRUCache<string, CachedResult>;
-  private readonly pending = new Map<string, Promise<CachedResult>>();
+  private readonly memo: Memo<CachedResult>;
   private readonly lookups;
   private readonly bytes;
 
-  constructor(
-    maxBytes: number,
-    private readonly maxItemBytes: number,
-    metrics: Metrics,
-  ) {
-    this.entries = new LRUCache({ maxSize: Math.max(1, maxBytes), sizeCalculation: (entry) => entry.data.length || 1 });
+  constructor(maxBytes: number, maxItemBytes: number, metrics: Metrics) {
+    this.memo = new Memo({
+      maxSize: maxBytes,
+      sizeOf: retainedBytes,
+      keep: (result) => maxBytes > 0 && result.data.byteLength <= maxItemBytes,
+    });
     this.lookups = metrics.counter('iiif_result_cache_lookups_total', 'Rendered-result cache lookups by outcome (hit, miss, shared: joined an identical render in progress).', ['result']);
-    this.bytes = metrics.gauge('iiif_result_cache_bytes', 'Bytes held by the rendered-result cache.');
+    this.bytes = metrics.gauge('iiif_result_cache_bytes', 'Bytes of memory held by the rendered-result cache.');
   }
 
-  async get(key: string, render: () => Promise<CachedResult>): Promise<CachedResult & { cache: 'hit' | 'miss' | 'shared' }> {
-    const cached = this.entries.get(key);
-    if (cached) {
-      this.lookups.inc({ result: 'hit' });
-      return { ...cached, cache: 'hit' };
-    }
-    const inFlight = this.pending.get(key);
-    if (inFlight) {
-      this.lookups.inc({ result: 'shared' });
-      return { ...(await inFlight), cache: 'shared' };
-    }
-    this.lookups.inc({ result: 'miss' });
-    const work = render();
-    this.pending.set(key, work);
-    try {
-      const result = await work;
-      if (result.data.length <= this.maxItemBytes) {
-        this.entries.set(key, result);
-        this.bytes.set(this.entries.calculatedSize);
-      }
-      return { ...result, cache: 'miss' };
-    } finally {
-      this.pending.delete(key);
-    }
+  async get(key: string, render: () => Promise<CachedResult>): Promise<CachedResult & { cache: MemoOutcome }> {
+    const { value, outcome } = await this.memo.lookup(key, render);
+    this.lookups.inc({ result: outcome });
+    if (outcome === 'miss') this.bytes.set(this.memo.keptSize);
+    return { ...value, cache: outcome };
   }
 
-  /** Drops every result of one source (all versions); for the purge path. */
+  /** Drops every result whose key starts with `keyPrefix` (all versions of a source); for the purge path. */
   purge(keyPrefix: string): number {
-    let dropped = 0;
-    for (const key of [...this.entries.keys()]) {
-      if (key.startsWith(keyPrefix)) {
-        this.entries.delete(key);
-        dropped++;
-      }
-    }
-    this.bytes.set(this.entries.calculatedSize);
+    const dropped = this.memo.forgetPrefix(keyPrefix);
+    this.bytes.set(this.memo.keptSize);
     return dropped;
   }
 }

@@ -20,6 +20,11 @@ export class SingleFlight<T> {
     return started;
   }
 
+  /** Whether work for `key` is under way (a caller now would share it). */
+  has(key: string): boolean {
+    return this.running.has(key);
+  }
+
   /** Keys with work under way (for tests and metrics). */
   get size(): number {
     return this.running.size;

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Metrics } from '../metrics.js';
-import { registerErrorHandling } from './errors.js';
+import { registerErrorHandling } from './error-handler.js';
 
 /** GET /metrics: the registry in Prometheus text format, never cached. */
 export function registerMetricsRoute(app: FastifyInstance, metrics: Metrics): void {
@@ -11,7 +11,7 @@ export function registerMetricsRoute(app: FastifyInstance, metrics: Metrics): vo
 
 /**
  * The small second listener used when IIIF_METRICS_PORT is set: /metrics, and the operator
- * routes when a token is set (buildApp adds them), so a deployment keeps both on a private port
+ * routes when a token is set (src/server.ts adds them), so a deployment keeps both on a private port
  * (security group, no load-balancer target) while the main port is public. Everything else
  * there is a plain 404.
  */

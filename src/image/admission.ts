@@ -12,6 +12,8 @@ export interface LaneLimits {
   concurrency: number;
   /** Requests allowed to wait; one more is answered 503 at once. */
   queue: number;
+  /** Retry-After on this lane's 503s: tiles free up in milliseconds, big renders take longer. */
+  retryAfterSeconds: number;
 }
 
 interface Waiter {
@@ -64,7 +66,7 @@ export class Admission {
   private readonly queueDepth;
 
   constructor(
-    limits: Record<Lane, LaneLimits>,
+    private readonly limits: Record<Lane, LaneLimits>,
     private readonly maxWaitMs: number,
     metrics: Metrics,
   ) {
@@ -78,8 +80,8 @@ export class Admission {
     const semaphore = this.lanes[lane];
     const acquired = semaphore.acquire(this.maxWaitMs, (reason) => {
       this.rejections.inc({ lane, reason });
-      // Tiles free up in milliseconds; big renders take longer to clear.
-      return overloaded(`the server is busy (${lane} renders ${reason === 'timeout' ? 'waited too long' : 'queue is full'}); retry shortly`, lane === 'cheap' ? 1 : 5);
+      const why = reason === 'timeout' ? 'waited too long' : 'queue is full';
+      return overloaded(`the server is busy (${lane} renders ${why}); retry shortly`, this.limits[lane].retryAfterSeconds);
     });
     this.queueDepth.set({ lane }, semaphore.queued);
     try {

@@ -1,27 +1,36 @@
 import { access } from 'node:fs/promises';
 import sharp from 'sharp';
+import { identifierPrefix, requestKey } from '../cache/keys.js';
 import { ResultCache, type CachedResult } from '../cache/result-cache.js';
 import type { Config } from '../config.js';
-import { renderTooLarge } from '../errors.js';
+import { IiifError, renderTooLarge } from '../errors.js';
 import { buildInfo, tileLayout } from '../iiif/info.js';
 import { planRender, type RenderPlan } from '../iiif/plan.js';
 import type { ApiVersion, ImageRequest } from '../iiif/request.js';
 import type { Metrics } from '../metrics.js';
 import { sourceInput, type ImageSource, type SourceRef } from '../source/source.js';
 import { Admission, type Lane } from './admission.js';
-import { MetadataReader, type ImageMetadata } from './metadata.js';
-import type { Pyramids } from './pyramids.js';
-import { chooseLevel, regionAtLevel, render, renderFrom } from './render.js';
-import { cropJpegCorner } from './jpeg-crop.js';
-import { locateTile, sendableAsStored } from './stored-tiles.js';
-import { TileReader } from './tile-reader.js';
+import { levelRead, type LevelRead } from './levels.js';
+import type { ImageMetadata } from './metadata/types.js';
+import { Preparation } from './prepare.js';
+import type { Pyramids } from './pyramid/store.js';
+import { render, renderFrom } from './render/render.js';
+import { cropJpegCorner } from './tiles/jpeg-crop.js';
+import { locateTile, sendableAsStored } from './tiles/locate.js';
+import { TileReader } from './tiles/tile-reader.js';
 
 export interface ResolvedImage {
+  /** The source image: identifier, version and dates (what ETags and cache keys use). */
   source: SourceRef;
+  /** What renders read: the source's own file (or bytes), or the pyramid built from it. */
+  input: string | Buffer;
+  /** Of `input`: sizes, stored levels, tile layout. */
   metadata: ImageMetadata;
 }
 
 export interface ImagePlan extends RenderPlan {
+  /** The stored level that fits and the region on it, chosen once here. */
+  read: LevelRead;
   lane: Lane;
   /** Source version + canonical request: the result-cache key, built once per plan. */
   resultKey: string;
@@ -35,35 +44,40 @@ export type RenderOutcome = CachedResult & { cache: 'hit' | 'miss' | 'shared' };
  * one sharp pipeline admitted through its lane.
  */
 export class Images {
-  private readonly metadata: MetadataReader;
+  private readonly preparation: Preparation;
   private readonly results: ResultCache;
   private readonly admission: Admission;
-  private readonly tiles = new TileReader(64);
+  private readonly tiles: TileReader;
 
   constructor(
     private readonly source: ImageSource,
     private readonly config: Config,
     private readonly metrics: Metrics,
-    private readonly pyramids?: Pyramids,
+    pyramids?: Pyramids,
   ) {
     this.results = new ResultCache(config.resultCacheBytes, config.resultCacheMaxItemBytes, metrics);
+    this.tiles = new TileReader(config.openTileFiles);
     this.admission = new Admission(
       {
-        cheap: { concurrency: config.renderConcurrency, queue: config.renderQueue },
-        expensive: { concurrency: config.largeRenderConcurrency, queue: config.largeRenderQueue },
+        cheap: { concurrency: config.renderConcurrency, queue: config.renderQueue, retryAfterSeconds: config.renderRetryAfterSeconds },
+        expensive: { concurrency: config.largeRenderConcurrency, queue: config.largeRenderQueue, retryAfterSeconds: config.largeRenderRetryAfterSeconds },
       },
       config.queueTimeoutMs,
       metrics,
     );
     // Conversions are the most expensive work there is: they queue in the expensive lane.
     const schedule = <T>(work: () => Promise<T>) => this.admission.run('expensive', work);
-    this.metadata = new MetadataReader(config.maxInputPixels, config.metadataCacheEntries, pyramids && { store: pyramids, schedule });
+    this.preparation = new Preparation({
+      maxInputPixels: config.maxInputPixels,
+      maxEntries: config.metadataCacheEntries,
+      pyramids: pyramids && { store: pyramids, schedule },
+      retryAfterSeconds: config.conversionRetryAfterSeconds,
+    });
   }
 
   /** The image's source, its metadata, and what renders read: the source file or its pyramid. */
   async resolve(identifier: string): Promise<ResolvedImage> {
-    const source = await this.source.resolve(identifier);
-    return this.withPresentFiles({ source, metadata: undefined }, async (image) => image);
+    return this.whilePresent(await this.source.resolve(identifier), async (image) => image);
   }
 
   /** The image information document (info.json) for an image published at `id`. */
@@ -75,11 +89,11 @@ export class Images {
   /** Plans a render and decides its lane; refuses (413) what could never fit the memory budget. */
   plan(version: ApiVersion, request: ImageRequest, image: ResolvedImage): ImagePlan {
     const plan = planRender(version, request, image.metadata, this.config.limits);
-    const decoded = regionAtLevel(plan.region, image.metadata, chooseLevel(image.metadata, plan));
+    const read = levelRead(image.metadata, plan);
     const outputPixels = plan.width * plan.height;
     // RGBA bytes of the decoded region plus the output (twice when an arbitrary rotation
     // makes an enlarged copy): a deliberately simple upper bound, documented with the setting.
-    const estimate = 4 * (decoded.width * decoded.height + outputPixels * (plan.degrees % 90 === 0 ? 1 : 2));
+    const estimate = 4 * (read.region.width * read.region.height + outputPixels * (plan.degrees % 90 === 0 ? 1 : 2));
     if (estimate > this.config.renderMemoryBytes) {
       throw renderTooLarge(
         `this request needs about ${Math.ceil(estimate / 2 ** 20)} MiB to render, more than the ` +
@@ -88,13 +102,14 @@ export class Images {
     }
     return {
       ...plan,
+      read,
       lane: outputPixels > this.config.largeRenderPixels ? 'expensive' : 'cheap',
-      resultKey: `${image.source.identifier}\u0000${image.source.version}\u0000${plan.canonical}`,
+      resultKey: requestKey(image.source.identifier, image.source.version, plan.canonical),
     };
   }
 
   render(image: ResolvedImage, plan: ImagePlan): Promise<RenderOutcome> {
-    return this.results.get(plan.resultKey, () => this.withPresentFiles(image, (present) => this.produce(present.source, present.metadata, plan)));
+    return this.results.get(plan.resultKey, () => this.whilePresent(image.source, (present) => this.produce(present, plan)));
   }
 
   /**
@@ -102,10 +117,10 @@ export class Images {
    * tile decoded; the file through libvips. The first two are a file read and some bit
    * shuffling on this thread, so they skip the render lanes.
    */
-  private async produce(source: SourceRef, metadata: ImageMetadata, plan: ImagePlan): Promise<CachedResult> {
-    const level = chooseLevel(metadata, plan);
-    const spot = locateTile(plan, metadata, level, metadata.tiffPages?.[level.page]);
-    const readTile = () => this.tiles.read(source.path, source.version, spot!.page, spot!.index);
+  private async produce(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
+    const { level } = plan.read;
+    const spot = typeof image.input === 'string' ? locateTile(plan, plan.read, image.metadata.tiffPages?.[level.page]) : undefined;
+    const readTile = () => this.tiles.read(image.input as string, image.source.version, spot!.page, spot!.index);
     let stored: Buffer | undefined;
     if (spot?.corner && sendableAsStored(plan)) {
       stored = await readTile();
@@ -116,8 +131,8 @@ export class Images {
     return this.admission.run(plan.lane, async () => {
       const done = this.metrics.renderSeconds.startTimer({ format: plan.format });
       try {
-        if (spot) return { ...(await renderFrom(sharp(stored ?? (await readTile())), spot.crop, plan, level.page)), method: 'tile' };
-        return { ...(await render(sourceInput(source), metadata, plan, this.config.maxInputPixels)), method: 'sharp' };
+        if (spot) return { ...(await renderFrom(sharp(stored ?? (await readTile())), spot.crop, plan, level.page, this.config.encoding)), method: 'tile' };
+        return { ...(await render(image.input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, this.config.encoding)), method: 'sharp' };
       } finally {
         done();
       }
@@ -127,9 +142,8 @@ export class Images {
   /** Forgets the source's copies, its pyramid, the probed metadata and the rendered results of an identifier. */
   async purge(identifier: string): Promise<void> {
     await this.source.purge?.(identifier);
-    await this.pyramids?.forget(identifier);
-    this.metadata.forget(identifier);
-    this.results.purge(`${identifier}\u0000`);
+    await this.preparation.purge(identifier);
+    this.results.purge(identifierPrefix(identifier));
   }
 
   /** Closes the files kept open for tile reads (the server is shutting down). */
@@ -137,32 +151,36 @@ export class Images {
     this.tiles.clear();
   }
 
-  /** Probes (or recalls) a source version; renders then read its pyramid when it has one. */
-  private async prepare(source: SourceRef): Promise<ResolvedImage> {
-    const { pyramidPath, metadata } = await this.metadata.read(source);
-    return { source: pyramidPath ? { ...source, path: pyramidPath, bytes: undefined } : source, metadata };
-  }
-
   /**
-   * Runs `use` on a prepared image whose files are present. A cached copy (source or pyramid)
-   * can be evicted between resolving and opening it (see DiskCache); then the identifier is
-   * prepared once more, which fetches or builds it again, rather than failing the request.
+   * Prepares a source version (probe, and pyramid on first touch) and runs `use` on it while
+   * its files are present. A cached copy (source or pyramid) can be evicted between preparing
+   * and reading it (see DiskCache); then the identifier is resolved and prepared once more,
+   * which fetches or builds it again, rather than failing the request.
    */
-  private async withPresentFiles<T>(image: { source: SourceRef; metadata: ImageMetadata | undefined }, use: (image: ResolvedImage) => Promise<T>): Promise<T> {
-    let prepared: ResolvedImage | undefined;
+  private async whilePresent<T>(source: SourceRef, use: (image: ResolvedImage) => Promise<T>): Promise<T> {
+    let image: ResolvedImage | undefined;
     try {
-      prepared = image.metadata ? (image as ResolvedImage) : await this.prepare(image.source);
-      return await use(prepared);
+      image = await this.prepare(source);
+      return await use(image);
     } catch (error) {
-      const path = prepared?.source.path ?? image.source.path;
-      if (image.source.bytes || (await exists(path))) throw error;
-      this.metadata.forget(image.source.identifier);
-      const again = await this.prepare(await this.source.resolve(image.source.identifier));
-      if (again.source.version !== image.source.version) throw error;
-      return use(again);
+      const input = image?.input ?? sourceInput(source);
+      if (!mayBeMissingFile(error) || typeof input !== 'string' || (await exists(input))) throw error;
+      this.preparation.forget(source.identifier);
+      const again = await this.source.resolve(source.identifier);
+      if (again.version !== source.version) throw error;
+      return use(await this.prepare(again));
     }
   }
+
+  private async prepare(source: SourceRef): Promise<ResolvedImage> {
+    const { pyramidPath, metadata } = await this.preparation.get(source);
+    return { source, input: pyramidPath ?? sourceInput(source), metadata };
+  }
 }
+
+/** Errors a vanished file shows up as: the open failed, or the decoder found nothing to read. */
+const mayBeMissingFile = (error: unknown): boolean =>
+  (error instanceof IiifError && error.code === 'IIIF_UNDECODABLE_SOURCE') || (error as NodeJS.ErrnoException).code === 'ENOENT';
 
 const exists = (path: string): Promise<boolean> =>
   access(path).then(

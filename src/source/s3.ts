@@ -8,7 +8,7 @@ import type { Counter, Histogram } from 'prom-client';
 import { CacheUnavailableError, DiskCache, type CachedFile, type Log } from '../cache/disk-cache.js';
 import { SingleFlight } from '../cache/single-flight.js';
 import type { Config, S3Config } from '../config.js';
-import { badGateway, IiifError, notFound, sourceUnavailable } from '../errors.js';
+import { badGateway, ConfigError, IiifError, notFound, sourceUnavailable } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { checkIdentifier, printable } from './identifier.js';
 import { classify, FETCH_RESULTS, IncompleteBody, NotModified, type FetchResult } from './s3-failures.js';
@@ -66,7 +66,7 @@ export class S3Source implements ImageSource {
   /** One S3 client and one disk cache per process. */
   static async open(config: Config, metrics: Metrics, log: Log): Promise<S3Source> {
     const s3 = config.s3;
-    if (!s3) throw new Error('IIIF_SOURCE=s3 needs the S3 settings');
+    if (!s3) throw new ConfigError(['IIIF_SOURCE=s3 needs the S3 settings']);
     const client = new S3Client({
       ...(s3.region ? { region: s3.region } : {}),
       ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),

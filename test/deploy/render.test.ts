@@ -81,7 +81,7 @@ describe('ECS task definition', () => {
     expect(c.linuxParameters).toEqual({ initProcessEnabled: true });
     expect(c.ulimits).toEqual([{ name: 'nofile', softLimit: 65_536, hardLimit: 65_536 }]);
     expect(c.readonlyRootFilesystem).toBe(true);
-    // docker/Dockerfile: VOLUME /var/cache/iiif, owned by node (test/docker/ecs-task.test.ts runs it).
+    // docker/Dockerfile: VOLUME /var/cache/iiif, owned by node (test/docker/ecs-task.system.test.ts runs it).
     expect(c.mountPoints).toContainEqual({ sourceVolume: 'cache', containerPath: '/var/cache/iiif', readOnly: false });
     expect(environment()).toMatchObject({ IIIF_CACHE_DIR: '/var/cache/iiif/sources', IIIF_PYRAMID_DIR: '/var/cache/iiif/pyramids' });
     expect(c.logConfiguration).toMatchObject({ logDriver: 'awslogs', options: { mode: 'non-blocking' } });

@@ -9,7 +9,7 @@ function deferred() {
   return { promise, resolve };
 }
 
-const limits = { cheap: { concurrency: 2, queue: 1 }, expensive: { concurrency: 1, queue: 0 } };
+const limits = { cheap: { concurrency: 2, queue: 1, retryAfterSeconds: 1 }, expensive: { concurrency: 1, queue: 0, retryAfterSeconds: 5 } };
 
 describe('admission control', () => {
   it('runs up to the lane concurrency, queues up to the bound, and rejects beyond with 503 + Retry-After', async () => {
@@ -46,7 +46,7 @@ describe('admission control', () => {
   });
 
   it('a request that waits longer than the deadline is answered 503', async () => {
-    const admission = new Admission({ cheap: { concurrency: 1, queue: 5 }, expensive: limits.expensive }, 20, new Metrics());
+    const admission = new Admission({ cheap: { concurrency: 1, queue: 5, retryAfterSeconds: 1 }, expensive: limits.expensive }, 20, new Metrics());
     const gate = deferred();
     const first = admission.run('cheap', () => gate.promise);
     await expect(admission.run('cheap', async () => 'late')).rejects.toMatchObject({ statusCode: 503, message: expect.stringMatching(/waited too long/) });
@@ -57,7 +57,7 @@ describe('admission control', () => {
   });
 
   it('releases the slot when the work fails', async () => {
-    const admission = new Admission({ cheap: { concurrency: 1, queue: 0 }, expensive: limits.expensive }, 1000, new Metrics());
+    const admission = new Admission({ cheap: { concurrency: 1, queue: 0, retryAfterSeconds: 1 }, expensive: limits.expensive }, 1000, new Metrics());
     await expect(admission.run('cheap', async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
     expect(await admission.run('cheap', async () => 'after')).toBe('after');
   });

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { open, readFile } from 'node:fs/promises';
-import { sourceTooLarge, undecodableSource } from '../errors.js';
+import { sourceTooLarge, undecodableSource } from '../../errors.js';
 
 /** The parts of @cornerstonejs/codec-openjpeg (OpenJPEG as WebAssembly) used here. */
 interface J2KDecoder {

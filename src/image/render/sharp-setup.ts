@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import type { Config } from '../config.js';
+import type { Config } from '../../config.js';
 
 /**
  * One sharp configuration per process, made at start-up. Parallelism comes from concurrent

@@ -1,10 +1,11 @@
 import { stat } from 'node:fs/promises';
-import { DiskCache, type Log } from '../cache/disk-cache.js';
-import { SingleFlight } from '../cache/single-flight.js';
-import type { Metrics } from '../metrics.js';
-import type { SourceRef } from '../source/source.js';
-import type { ImageMetadata } from './metadata.js';
-import { buildPyramid, wantsPyramid, type PyramidOptions } from './pyramid.js';
+import { DiskCache, type Log } from '../../cache/disk-cache.js';
+import { versionKey } from '../../cache/keys.js';
+import { SingleFlight } from '../../cache/single-flight.js';
+import type { Metrics } from '../../metrics.js';
+import type { SourceRef } from '../../source/source.js';
+import type { ImageMetadata } from '../metadata/types.js';
+import { buildPyramid, wantsPyramid, type PyramidOptions } from './convert.js';
 
 export interface PyramidSettings extends PyramidOptions {
   dir: string;
@@ -56,7 +57,7 @@ export class Pyramids {
   async pathFor(source: SourceRef, schedule: <T>(work: () => Promise<T>) => Promise<T>): Promise<string> {
     const current = this.cache.get(source.identifier);
     if (current?.meta.version === source.version) return current.path;
-    return this.building.run(`${source.identifier}\u0000${source.version}`, () =>
+    return this.building.run(versionKey(source.identifier, source.version), () =>
       schedule(async () => {
         const done = this.buildSeconds.startTimer();
         try {

@@ -1,6 +1,5 @@
-import type { Rect, RenderPlan } from '../iiif/plan.js';
-import type { Level } from './metadata.js';
-import { regionAtLevel } from './render.js';
+import type { Rect, RenderPlan } from '../../iiif/plan.js';
+import type { LevelRead } from '../levels.js';
 import type { TiffPage } from './tiff-layout.js';
 
 /** Where a request's pixels lie when they all come from one stored JPEG tile. */
@@ -27,14 +26,8 @@ const GREY = 1;
  * (see cropJpegCorner); otherwise decoded alone and cropped — still far cheaper than opening
  * the TIFF through libvips. Pure.
  */
-export function locateTile(
-  plan: Pick<RenderPlan, 'region' | 'width' | 'height'>,
-  full: { width: number; height: number },
-  level: Level,
-  page: TiffPage | undefined,
-): TileSpot | undefined {
+export function locateTile(plan: Pick<RenderPlan, 'width' | 'height'>, { level, region }: LevelRead, page: TiffPage | undefined): TileSpot | undefined {
   if (!page || !isPlainJpeg(page) || page.width !== level.width || page.height !== level.height) return undefined;
-  const region = regionAtLevel(plan.region, full, level);
   const { tileWidth, tileHeight } = page;
   const column = Math.floor(region.x / tileWidth);
   const row = Math.floor(region.y / tileHeight);

@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { cropJpegCorner } from '../../src/image/jpeg-crop.js';
+import { cropJpegCorner } from '../../../src/image/tiles/jpeg-crop.js';
 
 /** Photograph-like texture: smoothed noise, so every block has real AC coefficients. */
 async function texture(width: number, height: number, channels: 1 | 3): Promise<Buffer> {

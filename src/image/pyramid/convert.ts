@@ -1,7 +1,7 @@
 import sharp, { type Sharp } from 'sharp';
-import { describe, type ImageMetadata } from './metadata.js';
-import { decodeJpeg2000, isJpeg2000 } from './jpeg2000.js';
-import { undecodableSource } from '../errors.js';
+import type { ImageMetadata } from '../metadata/types.js';
+import { decodeJpeg2000, isJpeg2000 } from '../jp2/wasm.js';
+import { reasonOf, undecodableSource } from '../../errors.js';
 
 export interface PyramidOptions {
   tileSize: number;
@@ -34,7 +34,7 @@ export async function buildPyramid(source: string, target: string, options: Pyra
       .tiff(hasAlpha ? { ...tiles, compression: 'deflate', predictor: 'horizontal' } : { ...tiles, compression: 'jpeg', quality: options.quality })
       .toFile(target);
   } catch (error) {
-    throw undecodableSource(`the stored image cannot be converted: ${describe(error)}`);
+    throw undecodableSource(`the stored image cannot be converted: ${reasonOf(error)}`);
   }
 }
 

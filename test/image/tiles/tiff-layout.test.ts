@@ -2,9 +2,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readTiffLayout } from '../../src/image/tiff-layout.js';
-import { TileReader } from '../../src/image/tile-reader.js';
-import { gradientColour, makeFixtures, near, pixel } from '../fixtures.js';
+import { readTiffLayout } from '../../../src/image/tiles/tiff-layout.js';
+import { TileReader } from '../../../src/image/tiles/tile-reader.js';
+import { gradientColour, makeFixtures, near, pixel } from '../../fixtures.js';
 
 let root: string;
 beforeAll(async () => {

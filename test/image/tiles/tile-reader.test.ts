@@ -2,9 +2,9 @@ import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readTiffLayout, type TiffPage } from '../../src/image/tiff-layout.js';
-import { TileReader } from '../../src/image/tile-reader.js';
-import { makeFixtures } from '../fixtures.js';
+import { readTiffLayout, type TiffPage } from '../../../src/image/tiles/tiff-layout.js';
+import { TileReader } from '../../../src/image/tiles/tile-reader.js';
+import { makeFixtures } from '../../fixtures.js';
 
 let a: string;
 let b: string;

@@ -1,7 +1,8 @@
 import { readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { LRUCache } from 'lru-cache';
-import { undecodableSource } from '../errors.js';
+import { fileKey } from '../../cache/keys.js';
+import { undecodableSource } from '../../errors.js';
 import type { TiffPage } from './tiff-layout.js';
 
 /** An open file shared by concurrent reads; closed once evicted and no read is using it. */
@@ -68,7 +69,7 @@ export class TileReader {
 
   /** The shared handle, counted as in use. No await between lookup and count: eviction cannot slip in. */
   private async acquire(path: string, version: string): Promise<SharedFile> {
-    const key = `${path}\u0000${version}`;
+    const key = fileKey(path, version);
     let file = this.files.get(key);
     if (!file) {
       const handle = await open(path, 'r');

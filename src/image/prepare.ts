@@ -1,0 +1,91 @@
+import { CacheUnavailableError } from '../cache/disk-cache.js';
+import { identifierPrefix, versionKey } from '../cache/keys.js';
+import { Memo } from '../cache/memo.js';
+import { sourceUnavailable } from '../errors.js';
+import { sourceInput, type SourceRef } from '../source/source.js';
+import { isJpeg2000 } from './jp2/wasm.js';
+import { probe } from './metadata/probe.js';
+import type { ImageMetadata } from './metadata/types.js';
+import type { Pyramids } from './pyramid/store.js';
+
+/** What renders read for a source version: its own file, or the pyramid made from it. */
+export interface Prepared {
+  /** The pyramid's path when one was built; otherwise the source is read as it is. */
+  pyramidPath: string | undefined;
+  metadata: ImageMetadata;
+}
+
+/** Runs expensive work (a pyramid conversion) through admission control. */
+export type Schedule = <T>(work: () => Promise<T>) => Promise<T>;
+
+export interface PreparationOptions {
+  maxInputPixels: number;
+  /** How many source versions to remember. */
+  maxEntries: number;
+  /** Where pyramids made on first touch go, and how their conversions are scheduled; none: read every source as it is. */
+  pyramids: { store: Pyramids; schedule: Schedule } | undefined;
+  /** How long a retry of a JPEG 2000 that could not be converted should wait, in seconds. */
+  retryAfterSeconds: number;
+}
+
+/**
+ * Decides, once per source version, what renders read: the source itself (after probing its
+ * headers), or a pyramid built from it on first touch for sources that need one. Concurrent
+ * first requests share one probe and one conversion; the answer is remembered.
+ */
+export class Preparation {
+  private readonly memo: Memo<Prepared>;
+
+  constructor(private readonly options: PreparationOptions) {
+    this.memo = new Memo({ max: options.maxEntries });
+  }
+
+  get(source: SourceRef): Promise<Prepared> {
+    return this.memo.get(versionKey(source.identifier, source.version), () => this.prepare(source));
+  }
+
+  /** Drops every version remembered for an identifier (a file that vanished under us). */
+  forget(identifier: string): void {
+    this.memo.forgetPrefix(identifierPrefix(identifier));
+  }
+
+  /** Forgets an identifier and deletes its pyramid (an operator's purge). */
+  async purge(identifier: string): Promise<void> {
+    this.forget(identifier);
+    await this.options.pyramids?.store.forget(identifier);
+  }
+
+  private async prepare(source: SourceRef): Promise<Prepared> {
+    const { maxInputPixels, pyramids } = this.options;
+    const input = sourceInput(source);
+    // Converting needs the source on disk; an in-memory copy (degraded cache) is read as it is.
+    if (!pyramids || typeof input !== 'string') return { pyramidPath: undefined, metadata: await probe(input, maxInputPixels) };
+    const { store, schedule } = pyramids;
+    // libvips cannot read JPEG 2000 at all: it is only ever served through its pyramid.
+    if (await isJpeg2000(input)) return this.fromPyramid(await this.pyramidOrUnavailable(store.pathFor(source, schedule)));
+    const metadata = await probe(input, maxInputPixels);
+    if (!store.wants(metadata)) return { pyramidPath: undefined, metadata };
+    try {
+      return await this.fromPyramid(await store.pathFor(source, schedule));
+    } catch (error) {
+      // No room to store a pyramid: serve from the source itself, slower but correct.
+      if (error instanceof CacheUnavailableError) return { pyramidPath: undefined, metadata };
+      throw error;
+    }
+  }
+
+  private async fromPyramid(path: string): Promise<Prepared> {
+    return { pyramidPath: path, metadata: await probe(path, this.options.maxInputPixels) };
+  }
+
+  private async pyramidOrUnavailable(building: Promise<string>): Promise<string> {
+    try {
+      return await building;
+    } catch (error) {
+      if (error instanceof CacheUnavailableError) {
+        throw sourceUnavailable('no room to convert this JPEG 2000 image right now; retry later', this.options.retryAfterSeconds);
+      }
+      throw error;
+    }
+  }
+}
