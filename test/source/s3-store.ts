@@ -1,15 +1,18 @@
 /**
  * A real S3 wire-protocol server for tests: s3rver on 127.0.0.1, behind a small HTTP proxy of
  * our own that counts the requests the server under test makes and can inject faults (delays,
- * error statuses, truncated bodies, a stopped store). The server under test talks to the proxy
- * exactly as it would to S3; fixtures are uploaded straight to s3rver.
+ * error statuses, truncated bodies, uploads that stop half-way, a stopped store). The server
+ * under test talks to the proxy exactly as it would to S3; fixtures are uploaded straight to
+ * s3rver. s3rver ignores conditional writes; with `conditionalWrites` the proxy honours them
+ * as AWS S3 does.
  */
 import { request as httpRequest, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { once } from 'node:events';
+import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 
 export const BUCKET = 'images';
@@ -29,6 +32,8 @@ export interface Fault {
   delayMs?: number;
   /** Forward the headers (Content-Length included) but only half the body, then cut the connection. */
   truncate?: boolean;
+  /** Forward only this many bytes of the request body, then hold the request (an upload that stops half-way). */
+  stallBodyAfterBytes?: number;
 }
 
 export interface SeenRequest {
@@ -43,7 +48,14 @@ export class S3Store {
   readonly requests: SeenRequest[] = [];
   /** Decides a fault per request; undefined forwards everything untouched. */
   fault: ((request: SeenRequest) => Fault | undefined) | undefined;
+  /**
+   * Honour `If-None-Match: *` and `If-Match` on PUT (412 when the key exists, or does not hold
+   * that ETag), as AWS S3 does: writes to one key are then handled one at a time, each
+   * condition checked against what s3rver holds.
+   */
+  conditionalWrites = false;
   private readonly proxy: Server;
+  private readonly keyLocks = new Map<string, Promise<void>>();
   private proxyPort = 0;
 
   private constructor(
@@ -123,9 +135,7 @@ export class S3Store {
     const forward = () => {
       if (res.destroyed) return;
       if (fault?.status) {
-        const code = fault.code ?? 'InternalError';
-        res.writeHead(fault.status, { 'content-type': 'application/xml' });
-        res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected ${code}</Message></Error>`);
+        respondError(res, fault.status, fault.code ?? 'InternalError');
         return;
       }
       const upstream = httpRequest(
@@ -145,13 +155,70 @@ export class S3Store {
         },
       );
       upstream.on('error', () => res.destroy());
-      req.pipe(upstream);
+      // A client that goes away mid-request (killed) aborts the request to s3rver too, as S3 sees it.
+      res.on('close', () => {
+        if (!res.writableFinished) upstream.destroy();
+      });
+      if (fault?.stallBodyAfterBytes === undefined) {
+        req.pipe(upstream);
+        return;
+      }
+      let sent = 0;
+      req.on('data', (chunk: Buffer) => {
+        const room = fault.stallBodyAfterBytes! - sent;
+        if (room > 0) upstream.write(chunk.subarray(0, room));
+        sent += chunk.length;
+      });
     };
-    if (fault?.delayMs) {
-      const timer = setTimeout(forward, fault.delayMs);
-      res.on('close', () => clearTimeout(timer));
+    const start = () => {
+      if (fault?.delayMs) {
+        const timer = setTimeout(forward, fault.delayMs);
+        res.on('close', () => clearTimeout(timer));
+      } else {
+        forward();
+      }
+    };
+    if (this.conditionalWrites && (req.method === 'PUT' || req.method === 'DELETE') && key !== '') {
+      void this.oneAtATime(key, async () => {
+        if (req.method === 'PUT' && !(await this.conditionHolds(req, key))) respondError(res, 412, 'PreconditionFailed');
+        else start();
+        if (!res.writableFinished && !res.destroyed) await once(res, 'close');
+      });
     } else {
-      forward();
+      start();
     }
   }
+
+  /** Runs writes to one key one after the other, so a condition checked still holds when the write lands. */
+  private async oneAtATime(key: string, work: () => Promise<void>): Promise<void> {
+    const previous = this.keyLocks.get(key) ?? Promise.resolve();
+    let release = () => {};
+    const turn = previous.then(() => new Promise<void>((resolve) => (release = resolve)));
+    this.keyLocks.set(key, turn);
+    await previous;
+    try {
+      await work();
+    } finally {
+      release();
+      if (this.keyLocks.get(key) === turn) this.keyLocks.delete(key);
+    }
+  }
+
+  private async conditionHolds(req: IncomingMessage, key: string): Promise<boolean> {
+    const noneMatch = req.headers['if-none-match'];
+    const match = req.headers['if-match'];
+    if (noneMatch === undefined && match === undefined) return true;
+    const current = await this.uploader.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key })).then(
+      (head) => head.ETag,
+      () => undefined,
+    );
+    if (noneMatch === '*' && current !== undefined) return false;
+    if (typeof match === 'string' && match !== current) return false;
+    return true;
+  }
+}
+
+function respondError(res: ServerResponse, status: number, code: string): void {
+  res.writeHead(status, { 'content-type': 'application/xml' });
+  res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected ${code}</Message></Error>`);
 }
