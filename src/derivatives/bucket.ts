@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import {
-  DeleteObjectsCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -55,8 +55,6 @@ export const PRECONDITION_FAILED = 'precondition-failed';
 
 // A single PUT can hold at most 5 GiB.
 const MAX_PUT_BYTES = 5 * 1024 ** 3;
-// DeleteObjects takes at most 1,000 keys per request.
-const DELETE_BATCH = 1000;
 
 /**
  * One bucket of the derivative store, as the few S3 requests it needs: every request has a
@@ -145,20 +143,14 @@ export class Bucket {
     } while (token);
   }
 
-  /** Deletes keys (absent ones are fine); throws when the store refuses any of them. */
+  /**
+   * Deletes keys (absent ones are fine), one request each and one at a time: multi-object
+   * delete is missing from some S3-compatible stores and s3rver fails it for keys sharing a
+   * folder, and a version has only four objects.
+   */
   async delete(keys: readonly string[]): Promise<void> {
-    for (let start = 0; start < keys.length; start += DELETE_BATCH) {
-      const batch = keys.slice(start, start + DELETE_BATCH);
-      const answer = await this.send('DELETE', batch[0]!, () =>
-        this.client.send(
-          new DeleteObjectsCommand({ Bucket: this.name, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
-          this.deadline(),
-        ),
-      );
-      const refused = answer.Errors ?? [];
-      if (refused.length > 0) {
-        throw new DerivativeStoreError(`the store refused to delete ${refused.length} object(s), first ${refused[0]!.Key} (${refused[0]!.Code})`);
-      }
+    for (const key of keys) {
+      await this.send('DELETE', key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.name, Key: key }), this.deadline()));
     }
   }
 

@@ -178,14 +178,27 @@ export class S3Store {
         forward();
       }
     };
+    const finished = async () => {
+      if (!res.writableFinished && !res.destroyed) await once(res, 'close');
+    };
+    // s3rver removes emptied folders after a delete without any locking, so two deletes at once
+    // can fail with a 500 (S3 has no folders): deletes reach it one at a time.
+    const forwardAll = async () => {
+      start();
+      await finished();
+    };
+    const send = () => (req.method === 'DELETE' ? this.oneAtATime(ALL_DELETES, forwardAll) : forwardAll());
     if (this.conditionalWrites && (req.method === 'PUT' || req.method === 'DELETE') && key !== '') {
       void this.oneAtATime(key, async () => {
-        if (req.method === 'PUT' && !(await this.conditionHolds(req, key))) respondError(res, 412, 'PreconditionFailed');
-        else start();
-        if (!res.writableFinished && !res.destroyed) await once(res, 'close');
+        if (req.method === 'PUT' && !(await this.conditionHolds(req, key))) {
+          respondError(res, 412, 'PreconditionFailed');
+          await finished();
+        } else {
+          await send();
+        }
       });
     } else {
-      start();
+      void send();
     }
   }
 
@@ -217,6 +230,9 @@ export class S3Store {
     return true;
   }
 }
+
+/** The lock every DELETE takes (no object key is empty). */
+const ALL_DELETES = '';
 
 function respondError(res: ServerResponse, status: number, code: string): void {
   res.writeHead(status, { 'content-type': 'application/xml' });
