@@ -16,7 +16,6 @@ export interface ObjectHead {
   /** Unquoted. */
   etag: string;
   size: number;
-  lastModified: Date;
   /** User metadata (x-amz-meta-*), names in lower case. */
   metadata: Record<string, string>;
 }
@@ -75,7 +74,6 @@ export class Bucket {
     return {
       etag: unquote(answer.ETag ?? ''),
       size: answer.ContentLength ?? 0,
-      lastModified: answer.LastModified ?? new Date(0),
       metadata: answer.Metadata ?? {},
     };
   }
@@ -84,11 +82,11 @@ export class Bucket {
   getText(key: string): Promise<SmallObject | undefined> {
     return this.lookup('GET', key, async () => {
       const answer = await this.client.send(new GetObjectCommand({ Bucket: this.name, Key: key }), this.deadline());
-      const text = await answer.Body!.transformToString();
-      if (answer.ContentLength !== undefined && Buffer.byteLength(text) !== answer.ContentLength) {
+      const bytes = await answer.Body!.transformToByteArray();
+      if (answer.ContentLength !== undefined && bytes.length !== answer.ContentLength) {
         throw new DerivativeStoreError(`derivative store: GET ${key} ended early`);
       }
-      return { text, etag: unquote(answer.ETag ?? '') };
+      return { text: Buffer.from(bytes).toString('utf8'), etag: unquote(answer.ETag ?? '') };
     });
   }
 
@@ -182,7 +180,7 @@ function failure(what: string, key: string, error: unknown): DerivativeStoreErro
   return new DerivativeStoreError(`derivative store: ${what} ${key} failed (${classify(error).result})`, { cause: error });
 }
 
-export function isPreconditionFailed(error: unknown): boolean {
+function isPreconditionFailed(error: unknown): boolean {
   const service = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
   return service?.$metadata?.httpStatusCode === 412 || service?.name === 'PreconditionFailed';
 }

@@ -111,7 +111,7 @@ export class Leases {
   }
 
   private async probe(): Promise<boolean> {
-    const key = `${this.prefix}.conditional-write-probe/${randomUUID()}`;
+    const key = `${this.prefix}.conditional-write-probe-${randomUUID()}`;
     const body = Buffer.from(this.options.owner);
     await this.bucket.put(key, body);
     try {
@@ -122,7 +122,8 @@ export class Leases {
       if (error instanceof DerivativeStoreError) return false;
       throw error;
     } finally {
-      await this.bucket.delete([key]);
+      // A leftover scratch object costs a few bytes; failing every lease over it would cost the fleet.
+      await this.bucket.delete([key]).catch(() => undefined);
     }
   }
 }

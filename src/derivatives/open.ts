@@ -25,9 +25,9 @@ export interface DerivativeOptions {
 
 // Longer than any read-then-write of a lease takes on a healthy store (two small requests).
 const SETTLE_MS = 1000;
-// Waiters look for the derivative after 100 ms, then after 200, 400… at most every 2 s.
+// Waiters look for the derivative after 100 ms, then after 200, 400… at most every second (two small requests a look).
 const FIRST_POLL_MS = 100;
-const MAX_POLL_MS = 2000;
+const MAX_POLL_MS = 1000;
 
 /** The fleet's derivative store, when IIIF_DERIVATIVE_PREFIX is set (S3 source only); one S3 client for all of it. */
 export function openDerivatives(config: Config, metrics: Metrics, options: DerivativeOptions = {}): Derivatives | undefined {

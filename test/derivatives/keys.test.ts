@@ -31,7 +31,7 @@ describe('derivative keys', () => {
       `derivatives/a.jpg/${hash}/notes.txt`,
       `derivatives/a.jpg/${hash.slice(1)}/pyramid.tif`,
       `derivatives/${hash}/pyramid.tif`,
-      'derivatives/.conditional-write-probe/x',
+      'derivatives/.conditional-write-probe-x',
     ]) {
       expect(parseKey('derivatives/', key), key).toBeUndefined();
     }

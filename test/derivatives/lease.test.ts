@@ -39,7 +39,7 @@ describe.each([
     const puts = store.requests.filter((r) => r.method === 'PUT').length;
     expect(await leases.conditionalWrites()).toBe(strict);
     expect(store.requests.filter((r) => r.method === 'PUT').length).toBe(puts);
-    expect(await keysUnder(store, `${PREFIX}.conditional-write-probe/`)).toEqual([]);
+    expect(await keysUnder(store, `${PREFIX}.conditional-write-probe`)).toEqual([]);
   });
 
   it('goes to exactly one of four containers racing for it, every round', async () => {
