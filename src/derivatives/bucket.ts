@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -8,7 +9,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { classify } from '../source/s3-failures.js';
+import { classify, IncompleteBody } from '../source/s3-failures.js';
 import { DerivativeStoreError } from './errors.js';
 import { unquote } from './keys.js';
 
@@ -54,11 +55,15 @@ export const PRECONDITION_FAILED = 'precondition-failed';
 
 // A single PUT can hold at most 5 GiB.
 const MAX_PUT_BYTES = 5 * 1024 ** 3;
+// Tries of an idempotent request; full-jitter pauses of up to 100 ms, then 200 ms.
+const ATTEMPTS = 3;
+const BACKOFF_MS = 50;
 
 /**
  * One bucket of the derivative store, as the few S3 requests it needs: every request has a
- * deadline, "not there" is an answer rather than an error, and every other failure is a
- * DerivativeStoreError (so callers fall back instead of failing the request).
+ * deadline, idempotent ones are tried again after transient failures, "not there" is an answer
+ * rather than an error, and every other failure is a DerivativeStoreError (so callers fall back
+ * instead of failing the request).
  */
 export class Bucket {
   constructor(
@@ -69,7 +74,7 @@ export class Bucket {
   ) {}
 
   async head(key: string): Promise<ObjectHead | undefined> {
-    const answer = await this.lookup('HEAD', key, () => this.client.send(new HeadObjectCommand({ Bucket: this.name, Key: key }), this.deadline()));
+    const answer = await this.lookup('HEAD', key, (abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.name, Key: key }), { abortSignal }));
     if (!answer) return undefined;
     return {
       etag: unquote(answer.ETag ?? ''),
@@ -80,11 +85,11 @@ export class Bucket {
 
   /** A small object's text (a lease, image information); undefined when absent. */
   getText(key: string): Promise<SmallObject | undefined> {
-    return this.lookup('GET', key, async () => {
-      const answer = await this.client.send(new GetObjectCommand({ Bucket: this.name, Key: key }), this.deadline());
+    return this.lookup('GET', key, async (abortSignal) => {
+      const answer = await this.client.send(new GetObjectCommand({ Bucket: this.name, Key: key }), { abortSignal });
       const bytes = await answer.Body!.transformToByteArray();
       if (answer.ContentLength !== undefined && bytes.length !== answer.ContentLength) {
-        throw new DerivativeStoreError(`derivative store: GET ${key} ended early`);
+        throw new IncompleteBody(`expected ${answer.ContentLength} bytes, got ${bytes.length}`);
       }
       return { text: Buffer.from(bytes).toString('utf8'), etag: unquote(answer.ETag ?? '') };
     });
@@ -116,7 +121,7 @@ export class Bucket {
           IfMatch: condition && 'ifMatch' in condition ? `"${condition.ifMatch}"` : undefined,
         }),
         // A large upload has no deadline of its own: the client's socket timeout ends a stalled one.
-        stream ? {} : this.deadline(),
+        stream ? {} : { abortSignal: AbortSignal.timeout(this.deadlineMs) },
       );
       return unquote(answer.ETag ?? '');
     } catch (error) {
@@ -131,8 +136,8 @@ export class Bucket {
   async *list(prefix: string): AsyncGenerator<ListedObject> {
     let token: string | undefined;
     do {
-      const page = await this.send('LIST', prefix, () =>
-        this.client.send(new ListObjectsV2Command({ Bucket: this.name, Prefix: prefix, ContinuationToken: token }), this.deadline()),
+      const page = await this.send('LIST', prefix, (abortSignal) =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.name, Prefix: prefix, ContinuationToken: token }), { abortSignal }),
       );
       for (const object of page.Contents ?? []) {
         if (object.Key) yield { key: object.Key, size: object.Size ?? 0, lastModified: object.LastModified ?? new Date(0) };
@@ -148,29 +153,34 @@ export class Bucket {
    */
   async delete(keys: readonly string[]): Promise<void> {
     for (const key of keys) {
-      await this.send('DELETE', key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.name, Key: key }), this.deadline()));
+      await this.send('DELETE', key, (abortSignal) => this.client.send(new DeleteObjectCommand({ Bucket: this.name, Key: key }), { abortSignal }));
     }
   }
 
-  private deadline(): { abortSignal: AbortSignal } {
-    return { abortSignal: AbortSignal.timeout(this.deadlineMs) };
-  }
-
-  private async send<T>(what: string, key: string, request: () => Promise<T>): Promise<T> {
-    try {
-      return await request();
-    } catch (error) {
-      throw failure(what, key, error);
+  /**
+   * Runs an idempotent request (not a PUT: a lease create must not be sent twice) with up to
+   * ATTEMPTS tries, all within one deadline: a dropped connection, a 5xx, throttling or a torn
+   * read of an object being overwritten (stores without atomic writes) is worth another look.
+   */
+  private async send<T>(what: string, key: string, request: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    const deadline = AbortSignal.timeout(this.deadlineMs);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await request(deadline);
+      } catch (error) {
+        if (deadline.aborted || attempt >= ATTEMPTS || !classify(error).retryable) throw failure(what, key, error);
+        await sleep(Math.random() * BACKOFF_MS * 2 ** attempt);
+      }
     }
   }
 
   /** As send, but "no such key" answers undefined. */
-  private async lookup<T>(what: string, key: string, request: () => Promise<T>): Promise<T | undefined> {
+  private async lookup<T>(what: string, key: string, request: (abortSignal: AbortSignal) => Promise<T>): Promise<T | undefined> {
     try {
-      return await request();
+      return await this.send(what, key, request);
     } catch (error) {
-      if (!(error instanceof DerivativeStoreError) && classify(error).result === 'not_found') return undefined;
-      throw failure(what, key, error);
+      if (classify((error as DerivativeStoreError).cause).result === 'not_found') return undefined;
+      throw error;
     }
   }
 }

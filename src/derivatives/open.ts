@@ -38,7 +38,7 @@ export function openDerivatives(config: Config, metrics: Metrics, options: Deriv
     ...(s3.region ? { region: s3.region } : {}),
     ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
     forcePathStyle: s3.forcePathStyle,
-    // One attempt per request: a failure falls back to serving from the source, and the next request tries again.
+    // Retries are Bucket's, for idempotent requests only: a lease create must never be sent twice.
     maxAttempts: 1,
     requestHandler: { connectionTimeout: s3.timeoutMs, socketTimeout: s3.timeoutMs },
     // A streamed upload goes as a plain body with Content-MD5 (set by Bucket.put), not aws-chunked

@@ -64,6 +64,10 @@ export class S3Store {
     readonly uploader: S3Client,
   ) {
     this.proxy = createServer((req, res) => this.handle(req, res));
+    // Node closes idle keep-alive connections after 5 s on both ends, and a request sent on one
+    // just as the other end closes it fails with "socket hang up": the clients under test keep
+    // theirs (as S3 lets them), and the proxy opens a fresh connection to s3rver per request.
+    this.proxy.keepAliveTimeout = 10 * 60_000;
   }
 
   static async start(): Promise<S3Store> {
@@ -139,7 +143,7 @@ export class S3Store {
         return;
       }
       const upstream = httpRequest(
-        { host: '127.0.0.1', port: this.s3rverPort, method: req.method, path: req.url, headers: req.headers },
+        { host: '127.0.0.1', port: this.s3rverPort, method: req.method, path: req.url, headers: req.headers, agent: false },
         (answer) => {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
           if (!fault?.truncate) {
