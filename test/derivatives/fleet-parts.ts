@@ -3,7 +3,7 @@
  * and metrics, configured through the same environment parsing as production) in front of one
  * real S3 wire-protocol server, and real pyramids to share.
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
@@ -55,13 +55,6 @@ export async function makePyramid(width = 1200, height = 800): Promise<Derivativ
   await buildPyramid(flat, pyramidPath, { tileSize: 256, quality: 85, maxInputPixels: 100_000_000 });
   const metadata = await probe(pyramidPath, 100_000_000);
   return { pyramidPath, info: { width: metadata.width, height: metadata.height, levels: metadata.levels } };
-}
-
-/** A scratch file with these bytes (a pyramid that is not one). */
-export async function fileWith(bytes: Buffer): Promise<string> {
-  const path = join(await mkdtemp(join(tmpdir(), 'derivative-')), 'file');
-  await writeFile(path, bytes);
-  return path;
 }
 
 /** Every key under a prefix, as s3rver holds them (read straight from s3rver, not through the proxy). */

@@ -209,8 +209,9 @@ export class S3Store {
   /** Runs writes to one key one after the other, so a condition checked still holds when the write lands. */
   private async oneAtATime(key: string, work: () => Promise<void>): Promise<void> {
     const previous = this.keyLocks.get(key) ?? Promise.resolve();
-    let release = () => {};
-    const turn = previous.then(() => new Promise<void>((resolve) => (release = resolve)));
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const turn = previous.then(() => mine);
     this.keyLocks.set(key, turn);
     await previous;
     try {
