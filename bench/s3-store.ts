@@ -6,15 +6,17 @@
  * per-connection bandwidth), and can serve one stored object under many keys (so a capacity
  * run has as many never-seen images as it needs). The server under test talks to the proxy
  * exactly as it would to S3; fixtures are uploaded straight to s3rver. Its credentials are
- * S3RVER / S3RVER.
+ * S3RVER / S3RVER. It can also stall an upload half-way, and s3rver ignores conditional writes;
+ * with `conditionalWrites` the proxy honours them as AWS S3 does.
  */
 import { request as httpRequest, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { once } from 'node:events';
 import { Transform } from 'node:stream';
-import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 
 export const BUCKET = 'images';
@@ -27,6 +29,8 @@ export interface Fault {
   delayMs?: number;
   /** Forward the headers (Content-Length included) but only half the body, then cut the connection. */
   truncate?: boolean;
+  /** Forward only this many bytes of the request body, then hold the request (an upload that stops half-way). */
+  stallBodyAfterBytes?: number;
 }
 
 export interface SeenRequest {
@@ -65,7 +69,14 @@ export class S3Store {
   link: Link | undefined;
   /** The stored key a requested key is served from (the ETag is the stored object's); undefined serves keys as they are. */
   alias: ((key: string) => string) | undefined;
+  /**
+   * Honour `If-None-Match: *` and `If-Match` on PUT (412 when the key exists, or does not hold
+   * that ETag), as AWS S3 does: writes to one key are then handled one at a time, each
+   * condition checked against what s3rver holds.
+   */
+  conditionalWrites = false;
   private readonly proxy: Server;
+  private readonly keyLocks = new Map<string, Promise<void>>();
   private proxyPort = 0;
 
   private constructor(
@@ -74,6 +85,10 @@ export class S3Store {
     readonly uploader: S3Client,
   ) {
     this.proxy = createServer((req, res) => this.handle(req, res));
+    // Node closes idle keep-alive connections after 5 s on both ends, and a request sent on one
+    // just as the other end closes it fails with "socket hang up": the clients under test keep
+    // theirs (as S3 lets them), and the proxy opens a fresh connection to s3rver per request.
+    this.proxy.keepAliveTimeout = 10 * 60_000;
   }
 
   static async start(): Promise<S3Store> {
@@ -148,13 +163,11 @@ export class S3Store {
     const forward = () => {
       if (res.destroyed) return;
       if (fault?.status) {
-        const code = fault.code ?? 'InternalError';
-        res.writeHead(fault.status, { 'content-type': 'application/xml' });
-        res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected ${code}</Message></Error>`);
+        respondError(res, fault.status, fault.code ?? 'InternalError');
         return;
       }
       const upstream = httpRequest(
-        { host: '127.0.0.1', port: this.s3rverPort, method: req.method, path: upstreamPath, headers: req.headers },
+        { host: '127.0.0.1', port: this.s3rverPort, method: req.method, path: upstreamPath, headers: req.headers, agent: false },
         (answer) => {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
           if (!fault?.truncate) {
@@ -170,14 +183,88 @@ export class S3Store {
         },
       );
       upstream.on('error', () => res.destroy());
-      req.pipe(upstream);
+      // A client that goes away mid-request (killed) aborts the request to s3rver too, as S3 sees it.
+      res.on('close', () => {
+        if (!res.writableFinished) upstream.destroy();
+      });
+      if (fault?.stallBodyAfterBytes === undefined) {
+        req.pipe(upstream);
+        return;
+      }
+      let sent = 0;
+      req.on('data', (chunk: Buffer) => {
+        const room = fault.stallBodyAfterBytes! - sent;
+        if (room > 0) upstream.write(chunk.subarray(0, room));
+        sent += chunk.length;
+      });
     };
     const delayMs = (fault?.delayMs ?? 0) + (link?.firstByteMs ?? 0);
-    if (delayMs > 0) {
-      const timer = setTimeout(forward, delayMs);
-      res.on('close', () => clearTimeout(timer));
+    const start = () => {
+      if (delayMs > 0) {
+        const timer = setTimeout(forward, delayMs);
+        res.on('close', () => clearTimeout(timer));
+      } else {
+        forward();
+      }
+    };
+    const finished = async () => {
+      if (!res.writableFinished && !res.destroyed) await once(res, 'close');
+    };
+    // s3rver removes emptied folders after a delete without any locking, so two deletes at once
+    // can fail with a 500 (S3 has no folders): deletes reach it one at a time.
+    const forwardAll = async () => {
+      start();
+      await finished();
+    };
+    const send = () => (req.method === 'DELETE' ? this.oneAtATime(ALL_DELETES, forwardAll) : forwardAll());
+    if (this.conditionalWrites && (req.method === 'PUT' || req.method === 'DELETE') && key !== '') {
+      void this.oneAtATime(key, async () => {
+        if (req.method === 'PUT' && !(await this.conditionHolds(req, key))) {
+          respondError(res, 412, 'PreconditionFailed');
+          await finished();
+        } else {
+          await send();
+        }
+      });
     } else {
-      forward();
+      void send();
     }
   }
+
+  /** Runs writes to one key one after the other, so a condition checked still holds when the write lands. */
+  private async oneAtATime(key: string, work: () => Promise<void>): Promise<void> {
+    const previous = this.keyLocks.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const turn = previous.then(() => mine);
+    this.keyLocks.set(key, turn);
+    await previous;
+    try {
+      await work();
+    } finally {
+      release();
+      if (this.keyLocks.get(key) === turn) this.keyLocks.delete(key);
+    }
+  }
+
+  private async conditionHolds(req: IncomingMessage, key: string): Promise<boolean> {
+    const noneMatch = req.headers['if-none-match'];
+    const match = req.headers['if-match'];
+    if (noneMatch === undefined && match === undefined) return true;
+    const current = await this.uploader.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key })).then(
+      (head) => head.ETag,
+      () => undefined,
+    );
+    if (noneMatch === '*' && current !== undefined) return false;
+    if (typeof match === 'string' && match !== current) return false;
+    return true;
+  }
+}
+
+/** The lock every DELETE takes (no object key is empty). */
+const ALL_DELETES = '';
+
+function respondError(res: ServerResponse, status: number, code: string): void {
+  res.writeHead(status, { 'content-type': 'application/xml' });
+  res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected ${code}</Message></Error>`);
 }
