@@ -19,13 +19,12 @@ import { join } from 'node:path';
 import { LoadBalancer } from '../scripts/cluster/haproxy.js';
 import { startServerProcess, type ServerProcess } from '../scripts/cluster/server-process.js';
 import { waitUntil } from '../scripts/cluster/wait.js';
-import type { Throttle, Traffic } from '../scripts/s3/proxy.js';
-import { BUCKET, CREDENTIALS, S3Store } from '../scripts/s3/store.js';
 import { COLD_IMAGE, ensureColdImage } from './images.js';
 import { benchDataDir, writeReport } from './run.js';
+import { BUCKET, S3Store, type Link, type Traffic } from './s3-store.js';
 import { viewerSession } from './viewer-session.js';
 
-const S3_FROM_EC2: Throttle = { latencyMs: 20, bytesPerSecond: 90e6 };
+const S3_FROM_EC2: Link = { firstByteMs: 20, bytesPerSecond: 90e6 };
 const ID = COLD_IMAGE.name;
 const TILE = 256;
 /** Level 0, in the middle of the image: no directory or tile near it was read before. */
@@ -72,7 +71,8 @@ function minus(after: Traffic, before: Traffic): Traffic {
 
 function serverEnv(store: S3Store, cacheDir: string, pyramidDir: string): Record<string, string> {
   return {
-    ...CREDENTIALS,
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
     AWS_REGION: 'us-east-1',
     IIIF_SOURCE: 's3',
     IIIF_S3_BUCKET: BUCKET,
@@ -119,9 +119,9 @@ async function singleRun(store: S3Store, paths: Array<[string, string]>): Promis
     }, 2);
     const steps: Step[] = [];
     for (const [name, path] of paths) {
-      const before = store.proxy.traffic();
+      const before = store.traffic();
       const { status, ms } = await timedGet(`${base}/iiif/3/${encodeURIComponent(ID)}/${path}`);
-      steps.push({ name, status, ms: round1(ms), sinceHealthyMs: round1(performance.now() - healthyAt), s3: minus(store.proxy.traffic(), before) });
+      steps.push({ name, status, ms: round1(ms), sinceHealthyMs: round1(performance.now() - healthyAt), s3: minus(store.traffic(), before) });
     }
     return { startToHealthyMs: round1(healthyAt - started), steps };
   } finally {
@@ -136,7 +136,7 @@ async function sessionRun(store: S3Store): Promise<SessionRun> {
   try {
     for (let i = 0; i < REPLICAS; i++) await balancer.waitForStatus(`r${i}`, 'UP');
     const paths = ['info.json', ...viewerSession({ width: COLD_IMAGE.width, height: COLD_IMAGE.height, tileSize: TILE, viewport: { width: 1280, height: 800 }, tiles: SESSION_TILES })];
-    const before = store.proxy.traffic();
+    const before = store.traffic();
     const begun = performance.now();
     const latencies: Array<{ path: string; ms: number; status: number }> = [];
     // info.json first, as a viewer does; then the tiles, SESSION_CONCURRENCY at a time, in order.
@@ -157,7 +157,7 @@ async function sessionRun(store: S3Store): Promise<SessionRun> {
       p50Ms: round1(median(latencies.map((l) => l.ms))),
       maxMs: round1(slowest.ms),
       slowest: slowest.path,
-      s3: minus(store.proxy.traffic(), before),
+      s3: minus(store.traffic(), before),
       latencies: latencies.map((l) => ({ ...l, ms: round1(l.ms) })),
     };
   } finally {
@@ -186,7 +186,8 @@ function sessionTable(runs: SessionRun[]): string {
 async function main(): Promise<void> {
   const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
   const image = await ensureColdImage(benchDataDir(), (line) => console.log(line));
-  const store = await S3Store.start({ throttle: S3_FROM_EC2 });
+  const store = await S3Store.start();
+  store.link = S3_FROM_EC2;
   try {
     const bytes = await readFile(image);
     await store.put(ID, bytes);
@@ -200,7 +201,7 @@ async function main(): Promise<void> {
       console.log(`round ${round}: info.json ${viewer.at(-1)!.steps[0]!.sinceHealthyMs} ms, tile first ${tileFirst.at(-1)!.steps[0]!.sinceHealthyMs} ms, session ${mb(sessions.at(-1)!.s3.bytes)} MB`);
     }
     const markdown = [
-      `S3: s3rver behind a proxy with ${S3_FROM_EC2.latencyMs} ms to first byte and ${S3_FROM_EC2.bytesPerSecond / 1e6} MB/s per connection. Every run: fresh server processes, empty cache folders.`,
+      `S3: s3rver behind a proxy with ${S3_FROM_EC2.firstByteMs} ms to first byte and ${S3_FROM_EC2.bytesPerSecond / 1e6} MB/s per connection. Every run: fresh server processes, empty cache folders.`,
       '',
       '**One server, as a viewer opens the image** (info.json, then a full-resolution tile, then a low-zoom tile):',
       '',
@@ -214,7 +215,7 @@ async function main(): Promise<void> {
       '',
       sessionTable(sessions),
     ].join('\n');
-    await writeReport('cold', 'Cold start from S3', { throttle: S3_FROM_EC2, objectBytes: bytes.length, viewer, tileFirst, sessions }, markdown, 'sequential requests with fetch on loopback, same machine');
+    await writeReport('cold', 'Cold start from S3', { link: S3_FROM_EC2, objectBytes: bytes.length, viewer, tileFirst, sessions }, markdown, 'sequential requests with fetch on loopback, same machine');
   } finally {
     await store.close();
   }

@@ -38,7 +38,8 @@ interface TextureOptions {
   grain: number;
 }
 
-async function texture(seed: number, { width, height, grain: strength }: TextureOptions = { width: BENCH_WIDTH, height: BENCH_HEIGHT, grain: 0.5 }): Promise<sharp.Sharp> {
+/** A photograph-like image, 8-bit RGB, seeded: BENCH_WIDTH×BENCH_HEIGHT with film grain unless told otherwise. */
+export async function texture(seed: number, { width, height, grain: strength }: TextureOptions = { width: BENCH_WIDTH, height: BENCH_HEIGHT, grain: 0.5 }): Promise<sharp.Sharp> {
   const [w, h] = [Math.round(width / 10), Math.round(height / 10)];
   const base = await sharp(shapes(seed, w, h), { raw: { width: w, height: h, channels: 3 } })
     .resize(width, height, { kernel: 'cubic' })

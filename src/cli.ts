@@ -6,6 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { UsageError, type Command } from './cli/command.js';
+import { derivativesCommand } from './cli/derivatives.js';
 import { infoCommand } from './cli/info.js';
 import { pyramidCommand } from './cli/pyramid.js';
 import { serveCommand } from './cli/serve.js';
@@ -14,6 +15,7 @@ const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
   info: infoCommand,
   pyramid: pyramidCommand,
+  derivatives: derivativesCommand,
 };
 
 const NAME = 'iiif-elastic';

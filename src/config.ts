@@ -52,6 +52,8 @@ export interface Config {
   source: 'folder' | 's3';
   /** Set exactly when source is 's3'. */
   s3: S3Config | undefined;
+  /** The fleet's shared derivative store; set when source is 's3' and IIIF_DERIVATIVE_PREFIX is set. */
+  derivatives: DerivativeConfig | undefined;
   /** Local disk cache for remote source objects. */
   cache: { dir: string; maxBytes: number };
   /** Bearer token for /admin routes; undefined disables them. */
@@ -103,6 +105,18 @@ export interface S3Config {
   retryAfterSeconds: number;
   /** Objects are read by range in blocks of this size: the unit fetched and cached on disk. */
   blockBytes: number;
+}
+
+/** Where the fleet keeps pyramids made once per source version, and how containers share the work. */
+export interface DerivativeConfig {
+  /** The source bucket unless IIIF_DERIVATIVE_BUCKET names another. */
+  bucket: string;
+  /** Key prefix of every derivative; never empty. */
+  prefix: string;
+  /** How long a claim to convert one source version lasts before another container may take it over. */
+  leaseSeconds: number;
+  /** Longest a request waits for another container's conversion before serving from the source. */
+  waitMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -163,6 +177,7 @@ export function loadConfig(env: Env = process.env): Config {
     sharpCacheMb: read.integer('IIIF_SHARP_CACHE_MB'),
     source,
     s3: source === 's3' ? readS3(read, problems) : undefined,
+    derivatives: source === 's3' ? readDerivatives(read, problems) : undefined,
     cache: { dir: read.string('IIIF_CACHE_DIR'), maxBytes: read.integer('IIIF_CACHE_MAX_BYTES') },
     adminToken: read.string('IIIF_ADMIN_TOKEN') || undefined,
     pyramids: {
@@ -221,6 +236,22 @@ function readS3(read: SettingsReader, problems: string[]): S3Config {
     memoryFallbackMaxBytes: read.integer('IIIF_S3_MEMORY_FALLBACK_MAX_BYTES'),
     retryAfterSeconds: read.integer('IIIF_S3_RETRY_AFTER_SECONDS'),
     blockBytes: read.integer('IIIF_S3_BLOCK_BYTES'),
+  };
+}
+
+function readDerivatives(read: SettingsReader, problems: string[]): DerivativeConfig | undefined {
+  const prefix = read.string('IIIF_DERIVATIVE_PREFIX');
+  const bucket = read.string('IIIF_DERIVATIVE_BUCKET');
+  if (prefix === '') {
+    if (bucket !== '') problems.push('IIIF_DERIVATIVE_BUCKET is set but IIIF_DERIVATIVE_PREFIX is not');
+    return undefined;
+  }
+  if (prefix.startsWith('/')) problems.push(`IIIF_DERIVATIVE_PREFIX must not start with "/", got "${prefix}"`);
+  return {
+    bucket: bucket || read.string('IIIF_S3_BUCKET'),
+    prefix,
+    leaseSeconds: read.integer('IIIF_DERIVATIVE_LEASE_SECONDS'),
+    waitMs: read.integer('IIIF_DERIVATIVE_WAIT_MS'),
   };
 }
 

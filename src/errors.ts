@@ -87,3 +87,9 @@ export function reasonOf(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.split('\n')[0]!.replace(/(?:[A-Za-z]:)?\/[^\s:'"]*/g, '…').slice(0, 200);
 }
+
+/**
+ * A source in a format this server reads only with an optional part the operator has not
+ * installed (JPEG 2000 without the native OpenJPEG decoder). 501: nothing the client can change.
+ */
+export const formatUnavailable = (message: string): IiifError => new IiifError(501, 'IIIF_FORMAT_UNAVAILABLE', message);

@@ -125,6 +125,18 @@ describe('configuration', () => {
       expect(problems({ IIIF_CACHE_MAX_BYTES: '1000' }).join()).toMatch(/IIIF_CACHE_MAX_BYTES/);
       expect(problems({ IIIF_SOURCE: 's3', IIIF_S3_BUCKET: 'b', IIIF_S3_BLOCK_BYTES: '1024' }).join()).toMatch(/IIIF_S3_BLOCK_BYTES must be a whole number from 4096 to 8388608/);
     });
+
+    it('keeps shared derivatives off unless IIIF_DERIVATIVE_PREFIX is set, in the source bucket unless another is named', () => {
+      const s3 = { IIIF_SOURCE: 's3', IIIF_S3_BUCKET: 'images' };
+      expect(loadConfig(s3).derivatives).toBeUndefined();
+      expect(loadConfig({ IIIF_DERIVATIVE_PREFIX: 'derivatives/' }).derivatives).toBeUndefined();
+      expect(loadConfig({ ...s3, IIIF_DERIVATIVE_PREFIX: 'derivatives/' }).derivatives).toEqual({ bucket: 'images', prefix: 'derivatives/', leaseSeconds: 120, waitMs: 10_000 });
+      expect(
+        loadConfig({ ...s3, IIIF_DERIVATIVE_PREFIX: 'd/', IIIF_DERIVATIVE_BUCKET: 'derived', IIIF_DERIVATIVE_LEASE_SECONDS: '300', IIIF_DERIVATIVE_WAIT_MS: '0' }).derivatives,
+      ).toEqual({ bucket: 'derived', prefix: 'd/', leaseSeconds: 300, waitMs: 0 });
+      expect(problems({ ...s3, IIIF_DERIVATIVE_BUCKET: 'derived' })).toEqual(['IIIF_DERIVATIVE_BUCKET is set but IIIF_DERIVATIVE_PREFIX is not']);
+      expect(problems({ ...s3, IIIF_DERIVATIVE_PREFIX: '/derivatives/' })).toEqual(['IIIF_DERIVATIVE_PREFIX must not start with "/", got "/derivatives/"']);
+    });
   });
 
   it('serves metrics on the main port by default, or only on IIIF_METRICS_PORT, or not at all', () => {

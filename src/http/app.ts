@@ -71,7 +71,8 @@ export function buildApp(runtime: Runtime, { logger = true, lifecycle = new Life
   if (config.metrics && config.metricsPort === undefined) registerMetricsRoute(app, metrics);
   app.addHook('onClose', async () => runtime.close());
   registerIiifRoutes(app, runtime.service, config.baseUrl);
-  if (config.adminToken) registerAdminRoutes(app, runtime.images, config.adminToken);
+  // With IIIF_METRICS_PORT the operator routes live on that private listener (src/server.ts) only.
+  if (config.adminToken && config.metricsPort === undefined) registerAdminRoutes(app, runtime.images, config.adminToken);
   registerViewer(app, runtime.source, runtime.images, config);
   return app;
 }

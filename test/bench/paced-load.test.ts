@@ -43,4 +43,15 @@ describe('paced load (the capacity measurement’s load generator)', () => {
     const refused = await pacedLoad(url, 20, 0.25, () => '/', 1000);
     expect(refused.errors).toBe(5);
   });
+
+  it('reports latency per group of paths, as well as over all of them', async () => {
+    const { url } = await start(0);
+    const paths = ['/', '/', '/', '/missing'];
+    let next = 0;
+    const result = await pacedLoad(url, 100, 0.4, () => paths[next++ % 4]!, 5000, (path) => (path === '/missing' ? 'missing' : 'found'));
+    expect(Object.keys(result.groups).sort()).toEqual(['found', 'missing']);
+    expect(result.groups.found!.requests).toBe(30);
+    expect(result.groups.missing!.requests).toBe(10);
+    expect(result.maxMs).toBe(Math.max(result.groups.found!.maxMs, result.groups.missing!.maxMs));
+  });
 });

@@ -4,13 +4,7 @@ import { loadConfig } from '../../src/config.js';
 import { buildApp } from '../../src/http/app.js';
 import { createRuntime } from '../../src/runtime.js';
 import type { ImageSource } from '../../src/source/source.js';
-import { BUCKET, CREDENTIALS, type S3Store } from '../../scripts/s3/store.js';
-
-// The server under test finds credentials through the standard AWS chain, as in production;
-// vitest runs each test file in its own process, so this touches no other test.
-Object.assign(process.env, CREDENTIALS);
-delete process.env.AWS_SESSION_TOKEN;
-delete process.env.AWS_PROFILE;
+import { BUCKET, type S3Store } from './s3-store.js';
 
 export interface LogLine {
   level: 'warn' | 'info';

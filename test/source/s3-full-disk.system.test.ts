@@ -3,7 +3,7 @@ import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { S3Store } from '../../scripts/s3/store.js';
+import { S3Store } from './s3-store.js';
 import { s3App, type S3App } from './s3-app.js';
 import { expectTileOf, scan, tileUrl } from './s3-scan.js';
 

@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../src/paths.js';
 import { near, pixel, quadrants, RED } from '../fixtures.js';
-import { BUCKET, S3Store } from '../../scripts/s3/store.js';
+import { BUCKET, S3Store } from './s3-store.js';
 
 // The compiled entry point, exactly what `npm start` and the container run (npm test builds first).
 const MAIN = join(projectRoot(), 'dist', 'src', 'main.js');

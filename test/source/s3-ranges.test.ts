@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { S3Store } from '../../scripts/s3/store.js';
+import { S3Store } from './s3-store.js';
 import { readTiffLayout } from '../../src/image/tiles/tiff-layout.js';
 import { bufferReader } from '../../src/source/range-reader.js';
 import { near, pixel, pngBomb } from '../fixtures.js';
@@ -36,9 +36,9 @@ async function open(env: Record<string, string> = {}, cacheDir?: string): Promis
 
 /** What the proxy forwarded while `work` ran. */
 async function trafficOf<T>(work: () => Promise<T>): Promise<{ result: T; gets: number; rangeGets: number; bytes: number }> {
-  const before = store.proxy.traffic();
+  const before = store.traffic();
   const result = await work();
-  const after = store.proxy.traffic();
+  const after = store.traffic();
   return { result, gets: after.gets - before.gets, rangeGets: after.rangeGets - before.rangeGets, bytes: after.bytes - before.bytes };
 }
 

@@ -10,7 +10,7 @@ import { Images } from '../../src/image/images.js';
 import { Metrics } from '../../src/metrics.js';
 import { BLUE, GREEN, near, pixel, quadrants, RED, YELLOW } from '../fixtures.js';
 import { s3App, type S3App } from './s3-app.js';
-import { S3Store } from '../../scripts/s3/store.js';
+import { S3Store } from './s3-store.js';
 
 let store: S3Store;
 let chart: Buffer;
