@@ -25,7 +25,12 @@ export async function probe(file: ImageFile, maxInputPixels: number): Promise<Im
   // Oriented TIFFs are turned by libvips as it decodes the whole page.
   if (layout && layout.first.orientation === 1) {
     checkPixels(layout.first.width, layout.first.height, maxInputPixels);
-    return { width: layout.first.width, height: layout.first.height, autoOrient: false, levels: tiffLevels(layout) };
+    // Whether the next page is a smaller copy (or a thumbnail, a scan's next page) decides
+    // whether a pyramid is built: a local file's costs nothing to read; a remote one's would
+    // cost a request info.json does not wait for, so a remote TIFF naming more pages is taken
+    // for a pyramid.
+    const several = layout.hasMorePages && (!file.onDisk || (await tiffLevels(layout, true).at(1)) !== undefined);
+    return { width: layout.first.width, height: layout.first.height, autoOrient: false, levels: tiffLevels(layout, several) };
   }
   const start = await head(file.reader, HEADER_BYTES);
   // A TIFF's directory can be anywhere in the file: libvips needs all of it.

@@ -17,8 +17,11 @@ export function listedLevels(levels: Level[]): StoredLevels {
   return { first: levels[0]!, several: levels.length > 1, at: async (index) => levels[index] };
 }
 
-/** A tiled TIFF's levels: the first page at once, each later one when first asked for. */
-export function tiffLevels(layout: TiffLayout): StoredLevels {
+/**
+ * A tiled TIFF's levels: the first page at once, each later one when first asked for.
+ * `several`: whether it is known (or taken) to store smaller copies.
+ */
+export function tiffLevels(layout: TiffLayout, several: boolean): StoredLevels {
   const first: Level = { width: layout.first.width, height: layout.first.height, page: 0, tiles: layout.first };
   const at = async (index: number): Promise<Level | undefined> => {
     if (index === 0) return first;
@@ -27,5 +30,5 @@ export function tiffLevels(layout: TiffLayout): StoredLevels {
     if (!page || !isReducedCopy(page, previous, first)) return undefined;
     return { width: page.width, height: page.height, page: index, tiles: page };
   };
-  return { first, several: layout.hasMorePages, at };
+  return { first, several, at };
 }
