@@ -11,6 +11,8 @@ import { LocalFiles } from '../source/local-files.js';
 import { isSourceChanged, type ImageFile, type ImageSource, type SourceRef } from '../source/source.js';
 import { Admission, type Lane } from './admission.js';
 import { levelRead, type LevelRead } from './levels.js';
+import { decodeJp2 } from './jp2/decoder.js';
+import { Jp2Files } from './jp2/source.js';
 import type { ImageMetadata } from './metadata/types.js';
 import { Preparation } from './prepare.js';
 import type { Pyramids } from './pyramid/store.js';
@@ -51,6 +53,8 @@ export class Images {
   private readonly admission: Admission;
   /** The pyramid files, kept open between tile reads. */
   private readonly pyramidFiles: LocalFiles;
+  /** JPEG 2000 files in memory for the decoder. */
+  private readonly jp2Files: Jp2Files;
 
   constructor(
     private readonly source: ImageSource,
@@ -60,6 +64,7 @@ export class Images {
   ) {
     this.results = new ResultCache(config.resultCacheBytes, config.resultCacheMaxItemBytes, metrics);
     this.pyramidFiles = new LocalFiles(config.openTileFiles);
+    this.jp2Files = new Jp2Files(config.jp2MemoryBytes);
     this.admission = new Admission(
       {
         cheap: { concurrency: config.renderConcurrency, queue: config.renderQueue, retryAfterSeconds: config.renderRetryAfterSeconds },
@@ -75,7 +80,6 @@ export class Images {
       maxEntries: config.metadataCacheEntries,
       pyramids: pyramids && { store: pyramids, schedule },
       files: this.pyramidFiles,
-      retryAfterSeconds: config.conversionRetryAfterSeconds,
     });
   }
 
@@ -140,6 +144,7 @@ export class Images {
   private async produce(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
     const { level, region } = plan.read;
     const { reader } = image.input;
+    if (image.metadata.jp2) return this.decodeJp2(image, plan);
     const spot = locateTile(plan, plan.read, level.tiles);
     if (spot) {
       const stored = await readStoredTile(reader, spot.page, spot.index);
@@ -158,6 +163,25 @@ export class Images {
     return this.decode(plan, 'sharp', () =>
       decoding(whole, (input) => render(input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, this.config.encoding)),
     );
+  }
+
+  /**
+   * JPEG 2000: OpenJPEG decodes only the region, at the resolution level the plan chose
+   * (reduce), on the libuv pool; sharp then sizes, turns and encodes it like any other render.
+   */
+  private async decodeJp2(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
+    const { level, region } = plan.read;
+    const file = await this.jp2Files.bytes(image.input, image.source.identifier, image.source.version);
+    return this.decode(plan, 'jp2', async () => {
+      const raster = await decodeJp2(file, {
+        reduce: level.page,
+        region,
+        maxPixels: Math.floor(this.config.renderMemoryBytes / 4),
+        maxSourcePixels: this.config.maxInputPixels,
+      });
+      const pixels = sharp(raster.data, { raw: { width: raster.width, height: raster.height, channels: raster.channels } });
+      return renderFrom(pixels, undefined, plan, level.page, this.config.encoding);
+    });
   }
 
   /** One sharp pipeline in the plan's lane, timed. */
