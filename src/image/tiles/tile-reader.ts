@@ -31,9 +31,10 @@ class SharedFile {
 const SYNC_READ_LIMIT = 256 * 1024;
 
 /**
- * Reads stored JPEG tiles, keeping a bounded set of source files open: a viewer asks for dozens
- * of tiles of one image, and opening and closing the file for each would cost more than the
- * read. Keyed by path and source version, so a replaced file is opened afresh.
+ * Reads stored tiles as they lie in the file (jpeg-tile.ts makes them standalone JPEGs), keeping
+ * a bounded set of source files open: a viewer asks for dozens of tiles of one image, and
+ * opening and closing the file for each would cost more than the read. Keyed by path and source
+ * version, so a replaced file is opened afresh.
  */
 export class TileReader {
   private readonly files: LRUCache<string, SharedFile>;
@@ -59,9 +60,7 @@ export class TileReader {
           ? readSync(file.handle.fd, tile, 0, length, offset)
           : (await file.handle.read(tile, 0, length, offset)).bytesRead;
       if (bytesRead !== length) throw undecodableSource('the stored image is truncated: a tile is missing bytes');
-      if (!page.jpegTables) return tile;
-      // Tables: SOI … EOI; tile: SOI … EOI. Drop the tables' EOI and the tile's SOI.
-      return Buffer.concat([page.jpegTables.subarray(0, -2), tile.subarray(2)]);
+      return tile;
     } finally {
       file.release();
     }

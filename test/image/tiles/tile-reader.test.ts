@@ -2,6 +2,7 @@ import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { standaloneJpeg } from '../../../src/image/tiles/jpeg-tile.js';
 import { readTiffLayout, type TiffPage } from '../../../src/image/tiles/tiff-layout.js';
 import { TileReader } from '../../../src/image/tiles/tile-reader.js';
 import { makeFixtures } from '../../fixtures.js';
@@ -25,7 +26,7 @@ describe('tile reader', () => {
     const reader = new TileReader(1);
     const reads = Array.from({ length: 200 }, (_, i) => reader.read(i % 2 ? a : b, 'v1', pages[0]!, i % 48));
     const tiles = await Promise.all(reads);
-    for (const tile of tiles.slice(0, 10)) expect((await sharp(tile).metadata()).width).toBe(256);
+    for (const tile of tiles.slice(0, 10)) expect((await sharp(standaloneJpeg(tile, pages[0]!)).metadata()).width).toBe(256);
     expect(tiles[2]!.equals(tiles[3]!)).toBe(false);
     expect(tiles[4]!.equals((await reader.read(b, 'v1', pages[0]!, 4)))).toBe(true);
   });

@@ -1,0 +1,104 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { jpegColour, standaloneJpeg } from '../../../src/image/tiles/jpeg-tile.js';
+import { readTiffLayout, type TiffPage } from '../../../src/image/tiles/tiff-layout.js';
+import { TileReader } from '../../../src/image/tiles/tile-reader.js';
+import { decode, difference, FOREIGN, libtiffPage, makeForeignPyramids } from './foreign-pyramids.js';
+
+let folder: string;
+beforeAll(async () => {
+  folder = await mkdtemp(join(tmpdir(), 'foreign-'));
+  await makeForeignPyramids(folder);
+}, 120_000);
+
+describe('stored tiles made standalone', () => {
+  for (const foreign of FOREIGN) {
+    it(`decode to libtiff's pixels: ${foreign.writer}`, async () => {
+      const path = join(folder, foreign.name);
+      const pages = (await readTiffLayout(path))!;
+      expect(pages.length).toBeGreaterThan(0);
+      expect(pages[0]).toMatchObject({ photometric: foreign.photometric, tileWidth: foreign.tileSize });
+      const reader = new TileReader(4);
+      const worst = { mean: 0, max: 0 };
+      for (const [number, page] of pages.entries()) {
+        const reference = await libtiffPage(path, number, folder);
+        const columns = Math.ceil(page.width / page.tileWidth);
+        for (let index = 0; index < page.tileOffsets.length; index++) {
+          const jpeg = standaloneJpeg(await reader.read(path, 'v1', page, index), page);
+          expect(jpeg, `page ${number} tile ${index}`).toBeDefined();
+          // RGB says so in an Adobe marker (transform 0) right after SOI, whatever the tile carried.
+          expect(jpeg!.subarray(0, 4).toString('hex') === 'ffd8ffee' && jpeg![17] === 0).toBe(foreign.photometric === 2);
+          const tile = await decode(jpeg!);
+          expect([tile.width, tile.height, tile.channels]).toEqual([page.tileWidth, page.tileHeight, foreign.photometric === 1 ? 1 : 3]);
+          const { mean, max } = difference(tile, reference, (index % columns) * page.tileWidth, Math.floor(index / columns) * page.tileHeight);
+          worst.mean = Math.max(worst.mean, mean);
+          worst.max = Math.max(worst.max, max);
+        }
+      }
+      // Two JPEG decoders (libjpeg-turbo in libtiff, mozjpeg in sharp) on the same data: they
+      // differ in rounding and chroma upsampling only. A wrong colour transform is off by tens.
+      expect(worst.mean).toBeLessThan(1);
+      expect(worst.max).toBeLessThan(16);
+    });
+  }
+});
+
+describe('what stays with libtiff', () => {
+  let page: TiffPage;
+  let tile: Buffer;
+  beforeAll(async () => {
+    const path = join(folder, 'vips-rgb.tif');
+    page = (await readTiffLayout(path))![0]!;
+    tile = await new TileReader(1).read(path, 'v1', page, 0);
+  });
+
+  it('pages whose tiles no JPEG decoder reads like libtiff: CMYK, alpha, 12-bit, planes, white-is-zero, old-style JPEG, signed', () => {
+    expect(jpegColour(page)).toBe('rgb');
+    const refused: Array<Partial<TiffPage>> = [
+      { photometric: 5, samplesPerPixel: 4 },
+      { samplesPerPixel: 4, extraSamples: 1 },
+      { bitsPerSample: 12 },
+      { bitsPerSample: 0 },
+      { planarConfig: 2 },
+      { photometric: 0, samplesPerPixel: 1 },
+      { photometric: 8 },
+      { compression: 6 },
+      { sampleFormat: 2 },
+      { photometric: 2, samplesPerPixel: 1 },
+    ];
+    for (const change of refused) {
+      expect(jpegColour({ ...page, ...change }), JSON.stringify(change)).toBeUndefined();
+      expect(standaloneJpeg(tile, { ...page, ...change }), JSON.stringify(change)).toBeUndefined();
+    }
+  });
+
+  it('tiles that are not a whole JPEG of the tile: truncated, another size, arithmetic or lossless coding, no tables, garbage', async () => {
+    expect(standaloneJpeg(tile, page)).toBeDefined();
+    const sof = tile.indexOf(Buffer.from([0xff, 0xc0]));
+    const withMarker = (marker: number) => Buffer.concat([tile.subarray(0, sof + 1), Buffer.from([marker]), tile.subarray(sof + 2)]);
+    const cases: Record<string, [Buffer, TiffPage]> = {
+      truncated: [tile.subarray(0, tile.length - 100), page],
+      'no EOI': [tile.subarray(0, -2), page],
+      empty: [Buffer.alloc(0), page],
+      zeros: [Buffer.alloc(4096), page],
+      'tile size lies': [tile, { ...page, tileWidth: 512 }],
+      arithmetic: [withMarker(0xc9), page],
+      lossless: [withMarker(0xc3), page],
+      'no quantisation tables': [tile, { ...page, jpegTables: Buffer.from([0xff, 0xd8, 0xff, 0xd9]) }],
+      'tables that are an image': [tile, { ...page, jpegTables: tile }],
+      'tables cut short': [tile, { ...page, jpegTables: page.jpegTables!.subarray(0, 40) }],
+    };
+    for (const [name, [bytes, described]] of Object.entries(cases)) expect(standaloneJpeg(bytes, described), name).toBeUndefined();
+    // Every single-byte corruption of the headers either still makes a JPEG or is refused; never throws.
+    const headers = tile.indexOf(Buffer.from([0xff, 0xda])) + 12;
+    for (let at = 0; at < headers; at++) {
+      for (const value of [0x00, 0xff, tile[at]! ^ 0x80]) {
+        const damaged = Buffer.from(tile);
+        damaged[at] = value;
+        expect(() => standaloneJpeg(damaged, page)).not.toThrow();
+      }
+    }
+  });
+});
