@@ -1,3 +1,4 @@
+import { undecodableSource } from '../../errors.js';
 import type { TiffPage } from './tiff-layout.js';
 
 /**
@@ -39,6 +40,8 @@ const DQT = 0xdb;
 const APP0 = 0xe0;
 const APP15 = 0xef;
 const COM = 0xfe;
+/** Arithmetic coding conditioning: only with arithmetic frames, which browsers do not decode. */
+const DAC = 0xcc;
 /** Frame headers a browser decodes: baseline, extended sequential and progressive Huffman. */
 const DECODABLE_FRAMES = new Set([0xc0, 0xc1, 0xc2]);
 /** Marker segments allowed before the scan besides those: tables, restart interval, comments, APPn. */
@@ -54,24 +57,29 @@ interface Segments {
   kept: Array<[number, number]>;
   /** Where the scan header starts (after the frame), or -1 in a tables-only stream. */
   scan: number;
-  frame: { width: number; height: number; ids: number[] } | undefined;
+  frame: { width: number; height: number; precision: number; ids: number[] } | undefined;
+  /** A frame type no browser decodes (lossless, hierarchical, arithmetic), though libjpeg may. */
+  undecodable: boolean;
   quantisation: boolean;
 }
 
 /**
- * The standalone JPEG for a stored tile, or undefined when the tile cannot be one (a colour
- * layout jpegColour refuses, a stream that is not a whole baseline or progressive JPEG of the
- * tile's size with the page's channels): the caller then decodes through libtiff.
+ * The standalone JPEG for a stored tile, or undefined when its page or its coding is one no
+ * browser decodes the way libtiff does (see jpegColour; lossless, hierarchical or arithmetic
+ * coding): the caller then decodes through libtiff. A tile that is not a whole JPEG of the
+ * tile's size and channels — its tags lie about where it is, how long or how large — is refused
+ * with 422, as libtiff would fail on it too (or, worse, decode what is there and fill the rest).
  */
-export function standaloneJpeg(tile: Buffer, page: TiffPage): Buffer | undefined {
+export function standaloneJpeg(stored: Buffer, page: TiffPage): Buffer | undefined {
   const colour = jpegColour(page);
-  if (!colour || tile.length < 4 || tile[tile.length - 2] !== 0xff || tile[tile.length - 1] !== EOI) return undefined;
+  if (!colour) return undefined;
+  const tile = throughEoi(stored);
   const tables = page.jpegTables && segments(page.jpegTables, false);
-  if (page.jpegTables && !tables) return undefined;
-  const own = segments(tile, true);
+  const own = tile && segments(tile, true);
   const frame = own?.frame;
-  if (!own || !frame || own.scan < 0 || !(own.quantisation || tables?.quantisation)) return undefined;
-  if (frame.width !== page.tileWidth || frame.height !== page.tileHeight || frame.ids.length !== page.samplesPerPixel) return undefined;
+  if (!tile || (page.jpegTables && !tables) || !own || !frame || !(own.quantisation || tables?.quantisation)) throw corrupt();
+  if (own.undecodable || frame.precision !== 8) return undefined;
+  if (frame.width !== page.tileWidth || frame.height !== page.tileHeight || frame.ids.length !== page.samplesPerPixel) throw corrupt();
   const marker = colour === 'rgb' || (colour === 'ycbcr' && !isJfifIds(frame.ids)) ? ADOBE[colour] : undefined;
   const parts: Buffer[] = [tile.subarray(0, 2)];
   if (marker) parts.push(marker);
@@ -79,6 +87,23 @@ export function standaloneJpeg(tile: Buffer, page: TiffPage): Buffer | undefined
   for (const [start, end] of own.kept) parts.push(tile.subarray(start, end));
   parts.push(tile.subarray(own.scan));
   return Buffer.concat(parts);
+}
+
+const corrupt = () => undecodableSource('the stored image is corrupt: a tile is not the JPEG its tags describe');
+
+/**
+ * How far back from the end of a tile its EOI may lie: writers may pad tiles to an even length.
+ * Entropy-coded data never holds the bytes FF D9 (an FF there is always followed by 00 or a
+ * restart marker), so the last FF D9 is the end of the image.
+ */
+const PADDING = 16;
+
+/** The tile up to its end-of-image marker; undefined when it has none (a truncated tile). */
+function throughEoi(tile: Buffer): Buffer | undefined {
+  for (let at = tile.length - 2; at >= Math.max(0, tile.length - 2 - PADDING); at--) {
+    if (tile[at] === 0xff && tile[at + 1] === EOI) return tile.subarray(0, at + 2);
+  }
+  return undefined;
 }
 
 /**
@@ -89,11 +114,11 @@ const isJfifIds = (ids: number[]): boolean => ids[0] === 1 && ids[1] === 2 && id
 
 /**
  * Walks the marker segments of a JPEG stream up to its scan (`image`) or its end (a tables-only
- * stream). Undefined for anything else: no SOI, a marker out of place, a length past the end.
+ * stream). Undefined for a broken stream: no SOI, a marker out of place, a length past the end.
  */
 function segments(jpeg: Buffer, image: boolean): Segments | undefined {
   if (jpeg.length < 4 || jpeg[0] !== 0xff || jpeg[1] !== SOI) return undefined;
-  const found: Segments = { kept: [], scan: -1, frame: undefined, quantisation: false };
+  const found: Segments = { kept: [], scan: -1, frame: undefined, undecodable: false, quantisation: false };
   let at = 2;
   while (at + 2 <= jpeg.length) {
     if (jpeg[at] !== 0xff) return undefined;
@@ -111,25 +136,29 @@ function segments(jpeg: Buffer, image: boolean): Segments | undefined {
       found.scan = at;
       return found;
     }
-    if (DECODABLE_FRAMES.has(marker)) {
+    if (isFrame(marker)) {
       if (!image || found.frame) return undefined;
       found.frame = readFrame(jpeg, at + 4, end);
       if (!found.frame) return undefined;
+      found.undecodable = !DECODABLE_FRAMES.has(marker);
       found.kept.push([at, end]);
     } else if (TABLES.has(marker)) {
       found.quantisation ||= marker === DQT;
       found.kept.push([at, end]);
-    } else if (!((marker >= APP0 && marker <= APP15) || marker === COM)) {
-      return undefined; // lossless, hierarchical, arithmetic coding, or not a header marker at all
+    } else if (!((marker >= APP0 && marker <= APP15) || marker === COM || marker === DAC)) {
+      return undefined; // not a marker that belongs before a scan
     }
     at = end;
   }
   return undefined;
 }
 
+/** SOF0–SOF15 but for DHT (C4), JPG (C8) and DAC (CC), which share the range. */
+const isFrame = (marker: number): boolean => marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== DAC;
+
 function readFrame(jpeg: Buffer, body: number, end: number): Segments['frame'] {
   const count = jpeg[body + 5]!;
-  if (jpeg[body] !== 8 || body + 6 + count * 3 !== end) return undefined;
+  if (body + 6 + count * 3 !== end) return undefined;
   const ids = Array.from({ length: count }, (_, i) => jpeg[body + 6 + i * 3]!);
-  return { height: jpeg.readUInt16BE(body + 1), width: jpeg.readUInt16BE(body + 3), ids };
+  return { precision: jpeg[body]!, height: jpeg.readUInt16BE(body + 1), width: jpeg.readUInt16BE(body + 3), ids };
 }

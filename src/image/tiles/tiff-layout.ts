@@ -72,7 +72,11 @@ export async function readTiffLayout(path: string): Promise<TiffPage[] | undefin
     let offset = reader.u32(header, 4);
     while (offset !== 0 && pages.length < MAX_PAGES && !seen.has(offset)) {
       seen.add(offset);
-      const { page, next } = await reader.page(offset);
+      const { page, next } = await reader.page(offset).catch((error: unknown) => {
+        // Out of budget: the pages read so far stand; later ones render through libvips.
+        if (error instanceof OverBudget) return { page: undefined, next: 0 };
+        throw error;
+      });
       if (!page) return pages.length > 0 ? pages : undefined;
       pages.push(page);
       offset = next;
@@ -84,6 +88,9 @@ export async function readTiffLayout(path: string): Promise<TiffPage[] | undefin
     await file?.close();
   }
 }
+
+/** The file declares more tag values than any image within the input limits needs. */
+class OverBudget extends Error {}
 
 class Reader {
   littleEndian = true;
@@ -125,7 +132,7 @@ class Reader {
       if (!KNOWN_TAGS.has(tag)) continue;
       const width = TYPE_SIZE[type];
       if (!width) continue;
-      if (n > this.valuesLeft) throw new RangeError('the file declares more tag values than a layout needs');
+      if (n > this.valuesLeft) throw new OverBudget();
       this.valuesLeft -= n;
       const inline = width * n <= 4;
       const data = inline ? table.subarray(entry + 8, entry + 12) : await this.bytes(this.u32(table, entry + 8), width * n);
