@@ -15,7 +15,7 @@ import type { ImageMetadata } from './metadata/types.js';
 import { Preparation } from './prepare.js';
 import type { Pyramids } from './pyramid/store.js';
 import { render, renderFrom } from './render/render.js';
-import { cropJpegCorner } from './tiles/jpeg-crop.js';
+import { cutJpegTiles } from './tiles/jpeg-crop.js';
 import { locateTiles, sendableAsStored } from './tiles/locate.js';
 import { readJpegTiles } from './tiles/stored-jpegs.js';
 import { TileReader } from './tiles/tile-reader.js';
@@ -114,24 +114,28 @@ export class Images {
   }
 
   /**
-   * The bytes, cheapest way first: a stored tile as it is, or cut without decoding; the stored
-   * tiles the region touches, decoded; the file through libvips. The first two are a file read
-   * and some bit shuffling on this thread, so they skip the render lanes.
+   * The bytes, cheapest way first: a stored tile as it is; cut from the stored tiles without
+   * decoding; the stored tiles the region touches decoded (one tile, or one JPEG cut from
+   * several); the file through libvips. The first two are a file read and some bit shuffling on
+   * this thread, so they skip the render lanes.
    */
   private async produce(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
     const { level } = plan.read;
     const path = typeof image.input === 'string' ? image.input : undefined;
     const spot = path === undefined ? undefined : locateTiles(plan, plan.read, image.metadata.tiffPages?.[level.page]);
     const tiles = spot && (await readJpegTiles(this.tiles, path!, image.source.version, spot));
-    if (tiles && spot.corner && sendableAsStored(plan)) {
-      if (spot.exact) return { data: tiles[0]!, level: level.page, method: 'passthrough' };
-      const cut = cropJpegCorner(tiles[0]!, spot.crop.width, spot.crop.height);
-      if (cut) return { data: cut, level: level.page, method: 'cut' };
+    const asStored = tiles !== undefined && sendableAsStored(plan);
+    if (asStored && spot!.exact) return { data: tiles[0]!, level: level.page, method: 'passthrough' };
+    const cut = tiles && (tiles.length > 1 || (asStored && spot!.corner)) ? cutJpegTiles(tiles, spot!.across, spot!.crop) : undefined;
+    if (cut && asStored && !cut.x && !cut.y && plan.width === spot!.crop.width && plan.height === spot!.crop.height) {
+      return { data: cut.jpeg, level: level.page, method: 'cut' };
     }
     return this.admission.run(plan.lane, async () => {
       const done = this.metrics.renderSeconds.startTimer({ format: plan.format });
       try {
-        if (tiles) return { ...(await renderFrom(joined(tiles, spot.across), spot.crop, plan, level.page)), method: 'tile' };
+        // A cut is the region from its top-left MCU on: cropped further only when it starts inside one.
+        if (cut) return { ...(await renderFrom(sharp(cut.jpeg), cut.x || cut.y ? { ...spot!.crop, x: cut.x, y: cut.y } : undefined, plan, level.page)), method: 'tile' };
+        if (tiles?.length === 1) return { ...(await renderFrom(sharp(tiles[0]), spot!.crop, plan, level.page)), method: 'tile' };
         return { ...(await render(image.input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels)), method: 'sharp' };
       } finally {
         done();
@@ -177,9 +181,6 @@ export class Images {
     return { source, input: pyramidPath ?? sourceInput(source), metadata };
   }
 }
-
-/** Stored tiles as one image: a single tile as it is, several in their grid (`across` per row). */
-const joined = (tiles: Buffer[], across: number) => (tiles.length === 1 ? sharp(tiles[0]) : sharp(tiles, { join: { across } }));
 
 /** Errors a vanished file shows up as: the open failed, or the decoder found nothing to read. */
 const mayBeMissingFile = (error: unknown): boolean =>

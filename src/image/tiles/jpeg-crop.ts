@@ -1,26 +1,56 @@
+import type { Rect } from '../../iiif/plan.js';
+
 /**
- * Cuts the top-left corner out of a baseline JPEG without decoding a pixel: the entropy-coded
- * blocks are Huffman-decoded, the ones outside the corner are dropped, the kept ones are coded
- * again with the same tables (only their DC differences change, since DC is predicted from the
- * previous kept block) and the frame header gets the new size. A block row or column partly
- * outside the corner is kept whole; the decoder crops it, as JPEG does for any size that is not
- * a multiple of the MCU. No generation loss, and about a sixth of the CPU of a sharp decode,
- * crop and encode (measured on a 256×256 bench tile cut to 224 wide: 0.35 ms against 2.2 ms).
+ * Cuts a rectangle out of baseline JPEG tiles without decoding a pixel: the entropy-coded
+ * blocks are Huffman-decoded, the ones outside the rectangle are dropped, the kept ones are
+ * coded again with the same tables (only their DC differences change, since DC is predicted
+ * from the previous kept block) and the frame header gets the new size. A block row or column
+ * partly outside is kept whole; the decoder crops it, as JPEG does for any size that is not a
+ * multiple of the MCU. No generation loss, and about a sixth of the CPU of a sharp decode, crop
+ * and encode (measured on a 256×256 bench tile cut to 224 wide: 0.35 ms against 2.2 ms).
  *
- * This is how edge tiles are served: a pyramid's tiles are stored padded to the full tile size,
- * and a viewer asks for them cut to the image. Pure; anything this coder does not handle
- * (progressive, arithmetic, restart intervals, a DC difference with no code in the table)
- * returns undefined and the caller falls back to decoding.
+ * Edge tiles are served this way: a pyramid's tiles are stored padded to the full tile size, and
+ * a viewer asks for them cut to the image. So are requests that span stored tiles at their stored
+ * scale (a 256-px viewer tile over a pyramid of 128-px tiles): the tiles' blocks are joined in
+ * their grid into one JPEG, which is the answer itself or the one image a decode then reads.
  */
-export function cropJpegCorner(jpeg: Uint8Array, width: number, height: number): Buffer | undefined {
+
+/** The JPEG cut from the tiles, and where the asked-for rectangle starts in it (it is widened to whole MCUs). */
+export interface Cut {
+  jpeg: Buffer;
+  x: number;
+  y: number;
+}
+
+/**
+ * Cuts `rect` (in pixels of the tiles joined in their grid, `across` tiles per row, row by row)
+ * out of the tiles, widened left and up to the MCU grid. Pure; undefined when the tiles do not
+ * share one header (tables, sampling, size), when tiles in a grid are not whole MCUs, or for
+ * anything this coder leaves to libjpeg (progressive, arithmetic, a DC difference with no code
+ * in the table): the caller then decodes.
+ */
+export function cutJpegTiles(tiles: readonly Uint8Array[], across: number, rect: Rect): Cut | undefined {
   try {
-    const layout = readLayout(jpeg);
-    if (!layout || width < 1 || height < 1 || width > layout.width || height > layout.height) return undefined;
-    return recode(jpeg, layout, width, height);
+    const layout = readLayout(tiles[0]!);
+    if (!layout || tiles.some((tile) => !sameHeader(tile, tiles[0]!, layout.dataOffset))) return undefined;
+    const { width, height, mcuWidth, mcuHeight } = layout;
+    const down = tiles.length / across;
+    if (!Number.isInteger(down) || (tiles.length > 1 && (width % mcuWidth !== 0 || height % mcuHeight !== 0))) return undefined;
+    if (rect.x < 0 || rect.y < 0 || rect.width < 1 || rect.height < 1) return undefined;
+    if (rect.x + rect.width > across * width || rect.y + rect.height > down * height) return undefined;
+    const x = rect.x % mcuWidth;
+    const y = rect.y % mcuHeight;
+    const area = { column: (rect.x - x) / mcuWidth, row: (rect.y - y) / mcuHeight, width: x + rect.width, height: y + rect.height };
+    return { jpeg: recode(tiles, layout, across, area), x, y };
   } catch (error) {
     if (error instanceof Unsupported) return undefined;
     throw error;
   }
+}
+
+/** Tiles of one page share their header when they carry no tables of their own (or the same ones). */
+function sameHeader(tile: Uint8Array, first: Uint8Array, length: number): boolean {
+  return tile === first || (tile.length > length && Buffer.compare(tile.subarray(0, length), first.subarray(0, length)) === 0);
 }
 
 /** The stream is corrupt, or uses something this coder leaves to libjpeg. */
@@ -58,6 +88,9 @@ interface Layout {
   /** MCU size in pixels. */
   mcuWidth: number;
   mcuHeight: number;
+  /** MCUs between restart markers (0: none), and where the interval is written (to clear it in a cut). */
+  restartInterval: number;
+  restartOffset: number;
 }
 
 const FAST_BITS = 9;
@@ -66,6 +99,7 @@ function readLayout(jpeg: Uint8Array): Layout | undefined {
   if (jpeg[0] !== 0xff || jpeg[1] !== 0xd8) return undefined;
   const tables = new Map<number, HuffmanTable>();
   let frame: { width: number; height: number; sizeOffset: number; components: Map<number, { h: number; v: number }> } | undefined;
+  const restart = { interval: 0, offset: 0 };
   let offset = 2;
   while (offset + 4 <= jpeg.length) {
     if (jpeg[offset] !== 0xff) throw new Unsupported();
@@ -81,8 +115,8 @@ function readLayout(jpeg: Uint8Array): Layout | undefined {
     if (marker === 0xc4) readHuffmanTables(jpeg, body, end, tables);
     else if (marker === 0xc0 || marker === 0xc1) frame = readFrame(jpeg, body, end);
     else if (marker >= 0xc2 && marker <= 0xcf) return undefined; // progressive, lossless, hierarchical, arithmetic
-    else if (marker === 0xdd && ((jpeg[body]! << 8) | jpeg[body + 1]!) !== 0) return undefined; // restart intervals
-    else if (marker === 0xda) return frame && readScan(jpeg, body, end, frame, tables);
+    else if (marker === 0xdd) Object.assign(restart, { interval: (jpeg[body]! << 8) | jpeg[body + 1]!, offset: body });
+    else if (marker === 0xda) return frame && readScan(jpeg, body, end, frame, tables, restart);
     else if (marker === 0xd9) return undefined;
     offset = end;
   }
@@ -112,6 +146,7 @@ function readScan(
   end: number,
   frame: NonNullable<ReturnType<typeof readFrame>>,
   tables: Map<number, HuffmanTable>,
+  restart: { interval: number; offset: number },
 ): Layout | undefined {
   const count = jpeg[body]!;
   // One interleaved scan of every component, sequential (Ss 0, Se 63, no approximation).
@@ -142,6 +177,8 @@ function readScan(
     components,
     mcuWidth: single ? 8 : 8 * hMax,
     mcuHeight: single ? 8 : 8 * vMax,
+    restartInterval: restart.interval,
+    restartOffset: restart.offset,
   };
 }
 
@@ -220,6 +257,18 @@ class BitReader {
       this.bits = ((this.bits << 8) | byte) & 0xffffff;
       this.count += 8;
     }
+  }
+
+  /**
+   * Steps over a restart marker: the bits left before it are padding. Reading stops at a marker,
+   * so the marker is where the next byte would come from.
+   */
+  restart(): void {
+    if (this.data[this.offset] !== 0xff || (this.data[this.offset + 1]! & 0xf8) !== 0xd0) throw new Unsupported();
+    this.offset += 2;
+    this.bits = 0;
+    this.count = 0;
+    this.padding = 0;
   }
 
   peek16(): number {
@@ -316,37 +365,66 @@ class BitWriter {
   }
 }
 
-function recode(jpeg: Uint8Array, layout: Layout, width: number, height: number): Buffer {
-  const { components, mcuWidth, mcuHeight } = layout;
-  const mcuColumns = Math.ceil(layout.width / mcuWidth);
-  const keptColumns = Math.ceil(width / mcuWidth);
-  const keptRows = Math.ceil(height / mcuHeight);
-  const reader = new BitReader(jpeg, layout.dataOffset);
-  const writer = new BitWriter(Buffer.allocUnsafe(jpeg.length + 1024), layout.dataOffset);
-  writer.buffer.set(jpeg.subarray(0, layout.dataOffset));
-  writer.buffer.writeUInt16BE(height, layout.sizeOffset);
-  writer.buffer.writeUInt16BE(width, layout.sizeOffset + 2);
+/** The MCU area of the tiles' grid a cut keeps: its first column and row, and its size in pixels. */
+interface Area {
+  column: number;
+  row: number;
+  width: number;
+  height: number;
+}
+
+/** One tile's entropy-coded stream being read: its bits, DC predictors and MCUs read so far. */
+interface Source {
+  reader: BitReader;
+  dc: Int32Array;
+  mcus: number;
+}
+
+function recode(tiles: readonly Uint8Array[], layout: Layout, across: number, area: Area): Buffer {
+  const { components, mcuWidth, mcuHeight, dataOffset } = layout;
+  const tileColumns = Math.ceil(layout.width / mcuWidth);
+  const tileRows = Math.ceil(layout.height / mcuHeight);
+  const lastColumn = area.column + Math.ceil(area.width / mcuWidth);
+  const sources: Source[] = tiles.map((tile) => ({ reader: new BitReader(tile, dataOffset), dc: new Int32Array(components.length), mcus: 0 }));
+  const writer = new BitWriter(Buffer.allocUnsafe(tiles.reduce((sum, tile) => sum + tile.length, 1024)), dataOffset);
+  writer.buffer.set(tiles[0]!.subarray(0, dataOffset));
+  writer.buffer.writeUInt16BE(area.height, layout.sizeOffset);
+  writer.buffer.writeUInt16BE(area.width, layout.sizeOffset + 2);
+  // The cut is written as one run of MCUs: no restart markers.
+  if (layout.restartInterval) writer.buffer.writeUInt16BE(0, layout.restartOffset);
   // DC coefficients are coded as differences from the previous block of the same component:
-  // one predictor follows the stored stream, the other the stream being written.
-  const readDc = new Int32Array(components.length);
+  // each source's predictors follow its stored stream, these the stream being written.
   const writtenDc = new Int32Array(components.length);
-  for (let row = 0; row < keptRows; row++) {
-    for (let column = 0; column < mcuColumns; column++) {
-      const keep = column < keptColumns;
-      for (let c = 0; c < components.length; c++) {
-        const component = components[c]!;
-        for (let block = component.h * component.v; block > 0; block--) {
-          const coded = reader.decodeWithBits(component.dc);
-          const category = coded >> 16;
-          if (category > 11) throw new Unsupported();
-          const dc = readDc[c]! + extend(coded & 0xffff, category);
-          readDc[c] = dc;
-          if (keep) {
-            writeDc(writer, component.dc, dc - writtenDc[c]!);
-            writtenDc[c] = dc;
-          }
-          copyAc(reader, keep ? writer : undefined, component.ac);
+  const copy = (source: Source, keep: boolean) => {
+    if (layout.restartInterval && source.mcus > 0 && source.mcus % layout.restartInterval === 0) {
+      source.reader.restart();
+      source.dc.fill(0);
+    }
+    source.mcus++;
+    for (let c = 0; c < components.length; c++) {
+      const component = components[c]!;
+      for (let block = component.h * component.v; block > 0; block--) {
+        const coded = source.reader.decodeWithBits(component.dc);
+        const category = coded >> 16;
+        if (category > 11) throw new Unsupported();
+        const dc = source.dc[c]! + extend(coded & 0xffff, category);
+        source.dc[c] = dc;
+        if (keep) {
+          writeDc(writer, component.dc, dc - writtenDc[c]!);
+          writtenDc[c] = dc;
         }
+        copyAc(source.reader, keep ? writer : undefined, component.ac);
+      }
+    }
+  };
+  for (let row = area.row; row < area.row + Math.ceil(area.height / mcuHeight); row++) {
+    const tileRow = Math.floor(row / tileRows);
+    for (let tileColumn = 0; tileColumn < across; tileColumn++) {
+      const source = sources[tileRow * across + tileColumn]!;
+      // MCU rows above the area: read (a Huffman stream cannot be skipped) and dropped.
+      while (source.mcus < (row % tileRows) * tileColumns) copy(source, false);
+      for (let column = tileColumn * tileColumns; column < (tileColumn + 1) * tileColumns; column++) {
+        copy(source, column >= area.column && column < lastColumn);
       }
     }
   }

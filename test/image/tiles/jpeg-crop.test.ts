@@ -1,6 +1,10 @@
+import { execFile } from 'node:child_process';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { cropJpegCorner } from '../../../src/image/tiles/jpeg-crop.js';
+import { cutJpegTiles } from '../../../src/image/tiles/jpeg-crop.js';
+
+/** The top-left width × height of one JPEG, cut without decoding. */
+const cropJpegCorner = (jpeg: Buffer, width: number, height: number) => cutJpegTiles([jpeg], 1, { x: 0, y: 0, width, height })?.jpeg;
 
 /** Photograph-like texture: smoothed noise, so every block has real AC coefficients. */
 async function texture(width: number, height: number, channels: 1 | 3): Promise<Buffer> {
@@ -104,3 +108,86 @@ describe('cropJpegCorner (edge tiles without decoding)', () => {
     }
   });
 });
+
+describe('cutJpegTiles over a grid of stored tiles', () => {
+  /** A 256×256 texture stored as a 2×2 grid of 128-px JPEG tiles sharing one header, and the tiles decoded and joined. */
+  async function grid(subsampling: '4:2:0' | '4:4:4', restart = false) {
+    const image = await texture(256, 256, 3);
+    const tiles: Buffer[] = [];
+    for (const [left, top] of [[0, 0], [128, 0], [0, 128], [128, 128]] as const) {
+      const tile = await sharp(image).extract({ left, top, width: 128, height: 128 }).jpeg({ quality: 85, chromaSubsampling: subsampling, optimiseCoding: false }).toBuffer();
+      tiles.push(restart ? await run('/usr/bin/jpegtran', ['-restart', '3B'], tile) : tile);
+    }
+    const joined = Buffer.alloc(256 * 256 * 3);
+    for (const [i, tile] of tiles.entries()) {
+      const { data } = await raw(tile);
+      for (let y = 0; y < 128; y++) data.copy(joined, ((Math.floor(i / 2) * 128 + y) * 256 + (i % 2) * 128) * 3, y * 128 * 3, (y + 1) * 128 * 3);
+    }
+    return { tiles, joined };
+  }
+
+  /** Mean and largest difference between a cut (from x, y in it) and the joined tiles' pixels of `rect`. */
+  async function compareCut(cut: { jpeg: Buffer; x: number; y: number }, joined: Buffer, rect: { x: number; y: number; width: number; height: number }) {
+    const { data, info } = await raw(cut.jpeg);
+    expect([info.width, info.height]).toEqual([cut.x + rect.width, cut.y + rect.height]);
+    let sum = 0;
+    let max = 0;
+    for (let y = 0; y < rect.height; y++) {
+      for (let x = 0; x < rect.width * 3; x++) {
+        const d = Math.abs(data[((cut.y + y) * info.width + cut.x) * 3 + x]! - joined[((rect.y + y) * 256 + rect.x) * 3 + x]!);
+        sum += d;
+        max = Math.max(max, d);
+      }
+    }
+    return { mean: sum / (rect.width * rect.height * 3), max };
+  }
+
+  const rects = [
+    { x: 0, y: 0, width: 256, height: 256 },
+    { x: 16, y: 32, width: 200, height: 180 },
+    { x: 5, y: 7, width: 200, height: 100 },
+    { x: 120, y: 0, width: 20, height: 256 },
+    { x: 130, y: 140, width: 1, height: 1 },
+  ];
+
+  it.each(['4:4:4', '4:2:0'] as const)('joins %s tiles into one JPEG of any rectangle, widened to whole MCUs', async (subsampling) => {
+    const { tiles, joined } = await grid(subsampling);
+    for (const rect of rects) {
+      const cut = cutJpegTiles(tiles, 2, rect)!;
+      const mcu = subsampling === '4:2:0' ? 16 : 8;
+      expect([cut.x, cut.y]).toEqual([rect.x % mcu, rect.y % mcu]);
+      const { mean, max } = await compareCut(cut, joined, rect);
+      // 4:4:4 blocks decode alone; 4:2:0 chroma is upsampled from across the tiles' seams, which
+      // the tiles decoded apart cannot do, and without its neighbours at the cut's own edges
+      // (all there is of a 1×1 cut).
+      if (subsampling === '4:4:4') expect(max, JSON.stringify(rect)).toBe(0);
+      else if (rect.width > 1) expect(mean, JSON.stringify(rect)).toBeLessThan(1);
+    }
+  });
+
+  it('reads tiles with restart markers and writes none', async () => {
+    const { tiles, joined } = await grid('4:4:4', true);
+    expect(tiles[0]!.includes(Buffer.from([0xff, 0xd0]))).toBe(true);
+    for (const rect of rects) {
+      const cut = cutJpegTiles(tiles, 2, rect)!;
+      expect((await compareCut(cut, joined, rect)).max, JSON.stringify(rect)).toBe(0);
+      expect(cut.jpeg.subarray(cut.jpeg.indexOf(Buffer.from([0xff, 0xda]))).some((byte, i, all) => byte === 0xff && all[i + 1]! >= 0xd0 && all[i + 1]! <= 0xd7)).toBe(false);
+    }
+  });
+
+  it('leaves tiles that do not share one header, and rectangles outside the grid, to the decoder', async () => {
+    const { tiles } = await grid('4:4:4');
+    const other = await sharp(await texture(128, 128, 3)).jpeg({ quality: 60, optimiseCoding: false }).toBuffer();
+    expect(cutJpegTiles([tiles[0]!, other, tiles[2]!, tiles[3]!], 2, rects[0]!)).toBeUndefined();
+    expect(cutJpegTiles(tiles, 2, { x: 200, y: 0, width: 57, height: 10 })).toBeUndefined();
+    expect(cutJpegTiles(tiles, 3, rects[0]!)).toBeUndefined();
+  });
+});
+
+/** Runs a filter program over `input`, resolving with its output. */
+function run(command: string, args: string[], input: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(command, args, { encoding: 'buffer', maxBuffer: 1 << 24 }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+    child.stdin!.end(input);
+  });
+}
