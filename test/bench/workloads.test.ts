@@ -22,3 +22,17 @@ describe('benchmark workloads', () => {
     expect(shuffled([1, 2, 3, 4, 5])).not.toEqual([1, 2, 3, 4, 5]);
   });
 });
+
+describe('workloads on pyramids this project did not make', () => {
+  it('W6–W9 ask for each tile of the foreign pyramids once', () => {
+    const all = workloads();
+    for (const name of ['W6', 'W7', 'W8', 'W9']) {
+      const workload = all.find((w) => w.name === name)!;
+      expect(new Set(workload.paths).size, name).toBe(workload.paths.length);
+      expect(workload.stop).toEqual({ amount: workload.paths.length });
+      expect(workload.paths.every((path) => /^\/iiif\/3\/(vips814-(rgb|default)|magick)-[abc]\.tif\//.test(path)), name).toBe(true);
+    }
+    // W9: a 300-px viewer's tiles.
+    expect(all.find((w) => w.name === 'W9')!.paths).toContain('/iiif/3/vips814-rgb-a.tif/300,300,300,300/300,300/0/default.jpg');
+  });
+});
