@@ -6,8 +6,8 @@ export interface CachedResult {
   /** Stored level the bytes came from, and how they were made; kept for the debug headers. */
   level: number;
   /**
-   * passthrough: stored JPEG bytes as they are; cut: a stored JPEG tile cut without decoding;
-   * tile: one stored tile decoded; sharp: the file through libvips.
+   * passthrough: stored JPEG bytes as they are; cut: stored JPEG tiles cut (or joined) without
+   * decoding; tile: stored tiles decoded; sharp: the file through libvips.
    */
   method: 'passthrough' | 'cut' | 'tile' | 'sharp';
 }

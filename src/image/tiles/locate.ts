@@ -29,10 +29,10 @@ const MAX_TILES = 16;
  * The stored tiles of the chosen level that a request's region touches, when that level is a
  * page of JPEG tiles that can stand alone (see jpegColour) and they are few. Then those tiles
  * are the whole input: sent as they are when the request is exactly one tile and asks for
- * nothing the stored bytes do not already are (see sendableAsStored); cut in the compressed
- * domain when it is one tile's top-left part at stored size, as edge tiles are (see
- * cropJpegCorner); otherwise decoded alone, joined and cropped — still far cheaper than opening
- * the TIFF through libvips. Pure.
+ * nothing the stored bytes do not already are (see sendableAsStored); cut from them in the
+ * compressed domain when the request is their pixels at stored size, as edge tiles and viewer
+ * tiles over smaller stored tiles are (see cutJpegTiles); otherwise decoded on their own — still
+ * far cheaper than opening the TIFF through libvips. Pure.
  */
 export function locateTiles(plan: Pick<RenderPlan, 'width' | 'height'>, { level, region }: LevelRead, page: TiffPage | undefined): TileSpot | undefined {
   if (!page || !jpegColour(page) || page.width !== level.width || page.height !== level.height) return undefined;
