@@ -3,7 +3,7 @@
  * large smooth shapes — so JPEG encoding costs what it costs on real scans, not on flat colour.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
@@ -38,6 +38,21 @@ const FOREIGN_COMMANDS: Record<keyof typeof FOREIGN_PYRAMIDS, (source: string, t
   vipsDefault: (source, target) => ['/usr/bin/vips', ['tiffsave', `${source}[page=0]`, target, '--tile', '--pyramid', '--compression', 'jpeg']],
   magick: (source, target) => ['/usr/bin/convert', [`${source}[0]`, '-define', 'tiff:tile-geometry=256x256', '-compress', 'jpeg', '-quality', '85', `ptif:${target}`]],
 };
+
+/**
+ * Debian's ImageMagick policy caps its pixel cache far below a 12000×9000 image at 16 bits per
+ * sample ("cache resources exhausted"); a policy found first on MAGICK_CONFIGURE_PATH raises
+ * the caps for the bench's own conversions only.
+ */
+const MAGICK_POLICY = `<policymap>
+  <policy domain="resource" name="memory" value="4GiB"/>
+  <policy domain="resource" name="map" value="8GiB"/>
+  <policy domain="resource" name="disk" value="16GiB"/>
+  <policy domain="resource" name="area" value="1GP"/>
+  <policy domain="resource" name="width" value="64KP"/>
+  <policy domain="resource" name="height" value="64KP"/>
+</policymap>
+`;
 
 /** Large smooth colour fields, computed small and enlarged (cheap), seeded per image. */
 function shapes(seed: number, width: number, height: number): Buffer {
@@ -96,12 +111,16 @@ export async function ensureBenchImages(folder: string, log: (line: string) => v
     log(`making ${name} (${BENCH_WIDTH}×${BENCH_HEIGHT})`);
     await writeOnce(path, async (tmp) => encode(await texture(seed)).toFile(tmp));
   }
+  const magickConfig = join(folder, '.magick');
+  await mkdir(magickConfig, { recursive: true });
+  await writeFile(join(magickConfig, 'policy.xml'), MAGICK_POLICY);
+  const env = { ...process.env, MAGICK_CONFIGURE_PATH: magickConfig };
   for (const [kind, names] of Object.entries(FOREIGN_PYRAMIDS) as Array<[keyof typeof FOREIGN_PYRAMIDS, string[]]>) {
     for (const [i, name] of names.entries()) {
       const path = join(folder, name);
       if (await exists(path)) continue;
-      log(`making ${name} with ${FOREIGN_COMMANDS[kind]('', '')[0]}`);
-      await writeOnce(path, (tmp) => run(...FOREIGN_COMMANDS[kind](join(folder, PYRAMIDS[i]!), tmp)));
+      log(`making ${name} (${kind})`);
+      await writeOnce(path, (tmp) => run(...FOREIGN_COMMANDS[kind](join(folder, PYRAMIDS[i]!), tmp), { env }));
     }
   }
   return folder;
