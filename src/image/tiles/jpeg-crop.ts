@@ -230,45 +230,78 @@ function buildTable(counts: Uint8Array, values: Uint8Array): HuffmanTable {
   return table;
 }
 
-/** Reads the entropy-coded segment bit by bit, undoing the 0xFF 0x00 byte stuffing. */
+/** A scan's entropy-coded data without its byte stuffing, and where its restart intervals start. */
+interface Entropy {
+  data: Uint8Array;
+  /** Offsets in `data` of the intervals after the first. */
+  restarts: number[];
+}
+
+/**
+ * Undoes the 0xFF 0x00 byte stuffing of the data from `start` to the first marker that is not a
+ * restart, in one pass of native copies between the (rare) 0xFF bytes, so the bit reader needs
+ * no test per byte.
+ */
+function unstuff(jpeg: Uint8Array, start: number): Entropy {
+  const data = new Uint8Array(jpeg.length - start);
+  const restarts: number[] = [];
+  let length = 0;
+  let at = start;
+  for (;;) {
+    const ff = jpeg.indexOf(0xff, at);
+    const stop = ff < 0 ? jpeg.length : ff;
+    data.set(jpeg.subarray(at, stop), length);
+    length += stop - at;
+    if (ff < 0 || ff + 1 >= jpeg.length) break;
+    const next = jpeg[ff + 1]!;
+    if (next === 0) data[length++] = 0xff;
+    else if (next >= 0xd0 && next <= 0xd7) restarts.push(length);
+    else if (next !== 0xff) break; // the end of the scan (0xFF 0xFF is fill before a marker)
+    at = ff + (next === 0xff ? 1 : 2);
+  }
+  return { data: data.subarray(0, length), restarts };
+}
+
+/** Reads unstuffed entropy-coded data bit by bit, one restart interval at a time. */
 class BitReader {
+  /** Up to 32 bits read ahead; the `count` lowest are unread (stale bits above them are masked off on use). */
   private bits = 0;
   private count = 0;
-  /** Zero bytes fed past the end of the data; reading them means the stream is truncated. */
-  private padding = 0;
+  private position = 0;
+  private end: number;
+  private interval = 0;
+  /** Where the data read so far ends, in bits from the start of the data. */
+  bit = 0;
 
-  constructor(
-    private readonly data: Uint8Array,
-    private offset: number,
-  ) {}
+  constructor(private readonly entropy: Entropy) {
+    this.end = entropy.restarts[0] ?? entropy.data.length;
+  }
 
-  /** Makes at least 16 bits available (the accumulator stays under 2^25). */
+  /** Makes at least 16 bits available; past the interval's end they are zeros (see checkBounds). */
   private fill(): void {
-    while (this.count <= 16) {
-      let byte = 0;
-      if (this.offset < this.data.length && this.data[this.offset] !== 0xff) {
-        byte = this.data[this.offset++]!;
-      } else if (this.offset + 1 < this.data.length && this.data[this.offset] === 0xff && this.data[this.offset + 1] === 0) {
-        byte = 0xff;
-        this.offset += 2;
-      } else {
-        this.padding++; // a marker or the end: the data is over
-      }
-      this.bits = ((this.bits << 8) | byte) & 0xffffff;
+    const data = this.entropy.data;
+    while (this.count <= 24) {
+      this.bits = (this.bits << 8) | (this.position < this.end ? data[this.position]! : 0);
+      this.position++;
       this.count += 8;
     }
   }
 
-  /**
-   * Steps over a restart marker: the bits left before it are padding. Reading stops at a marker,
-   * so the marker is where the next byte would come from.
-   */
+  /** Refuses a stream that was read past its interval's data (truncated, or not what its header says). */
+  checkBounds(): void {
+    if (this.position * 8 - this.count > this.end * 8) throw new Unsupported();
+  }
+
+  /** Moves to the next restart interval: the bits left in this one are padding. */
   restart(): void {
-    if (this.data[this.offset] !== 0xff || (this.data[this.offset + 1]! & 0xf8) !== 0xd0) throw new Unsupported();
-    this.offset += 2;
+    this.checkBounds();
+    const next = this.entropy.restarts[this.interval++];
+    if (next === undefined) throw new Unsupported();
+    this.position = next;
+    this.end = this.entropy.restarts[this.interval] ?? this.entropy.data.length;
     this.bits = 0;
     this.count = 0;
-    this.padding = 0;
+    this.bit = next * 8;
   }
 
   peek16(): number {
@@ -278,7 +311,7 @@ class BitReader {
 
   skip(length: number): void {
     this.count -= length;
-    if (this.padding * 8 > this.count) throw new Unsupported(); // consumed bits that are not there
+    this.bit += length;
   }
 
   read(length: number): number {
@@ -286,6 +319,59 @@ class BitReader {
     const value = this.peek16() >>> (16 - length);
     this.skip(length);
     return value;
+  }
+
+  /**
+   * Reads past one MCU, following its DC predictors (`dc`). This is the loop most of a cut's time
+   * is spent in (most MCUs are dropped, or copied as they are), so the reader's state is kept in
+   * locals while it runs.
+   */
+  skipMcu(components: readonly ScanComponent[], dc: Int32Array): void {
+    const data = this.entropy.data;
+    const end = this.end;
+    let { bits, count, position, bit } = this;
+    for (let c = 0; c < components.length; c++) {
+      const component = components[c]!;
+      for (let block = component.h * component.v; block > 0; block--) {
+        for (let k = 0; k < 64; ) {
+          if (count < 16) {
+            for (; count <= 24; count += 8) bits = (bits << 8) | (position < end ? data[position++]! : (position++, 0));
+          }
+          const peek = (bits >>> (count - 16)) & 0xffff;
+          const table = k === 0 ? component.dc : component.ac;
+          const fast = table.fast[peek >>> (16 - FAST_BITS)]!;
+          let symbol: number;
+          let length: number;
+          if (fast !== 0) {
+            symbol = fast >> 8;
+            length = fast & 0xff;
+          } else {
+            length = FAST_BITS + 1;
+            let code = peek >>> (16 - length);
+            while (code > table.maxCode[length]!) code = peek >>> (16 - ++length);
+            if (length > 16) throw new Unsupported();
+            symbol = table.values[table.firstValue[length]! + code - table.minCode[length]!]!;
+          }
+          const size = symbol & 15;
+          count -= length;
+          if (count < size) {
+            for (; count <= 24; count += 8) bits = (bits << 8) | (position < end ? data[position++]! : (position++, 0));
+          }
+          count -= size;
+          bit += length + size;
+          if (k === 0) {
+            if (size > 11) throw new Unsupported();
+            dc[c] = dc[c]! + extend((bits >>> count) & ((1 << size) - 1), size);
+            k = 1;
+          } else {
+            if (size === 0 && symbol !== 0xf0) break; // end of block
+            k += (symbol >> 4) + 1;
+            if (k > 64) throw new Unsupported();
+          }
+        }
+      }
+    }
+    Object.assign(this, { bits, count, position, bit });
   }
 
   /**
@@ -349,6 +435,35 @@ class BitWriter {
     this.bits &= (1 << this.count) - 1;
   }
 
+  /** Writes bits `from` to `to` of `data` (counted from its first byte's highest bit) as they are. */
+  copyBits(data: Uint8Array, from: number, to: number): void {
+    let at = from;
+    const head = Math.min((8 - (at & 7)) & 7, to - at);
+    if (head > 0) {
+      this.write((data[at >> 3]! >> (8 - (at & 7) - head)) & ((1 << head) - 1), head);
+      at += head;
+    }
+    const first = at >> 3;
+    const last = to >> 3;
+    if (last > first) {
+      // Whole bytes: each one in shifts out one byte of output, the pending bits stay as many.
+      while (this.length + 2 * (last - first) + 2 > this.buffer.length) this.grow();
+      const { buffer, count } = this;
+      let { bits, length } = this;
+      for (let i = first; i < last; i++) {
+        bits = (bits << 8) | data[i]!;
+        const byte = (bits >>> count) & 0xff;
+        buffer[length++] = byte;
+        if (byte === 0xff) buffer[length++] = 0;
+        bits &= (1 << count) - 1;
+      }
+      this.bits = bits;
+      this.length = length;
+      at = last * 8;
+    }
+    if (to > at) this.write(data[at >> 3]! >> (8 - (to - at)), to - at);
+  }
+
   /** Pads the last byte with 1 bits, as JPEG requires, and ends the image (EOI). */
   finish(): Buffer {
     if (this.count > 0) this.write((1 << (8 - this.count)) - 1, 8 - this.count);
@@ -373,9 +488,14 @@ interface Area {
   height: number;
 }
 
-/** One tile's entropy-coded stream being read: its bits, DC predictors and MCUs read so far. */
+/**
+ * One tile's entropy-coded stream: a reader that finds where each MCU ends (and follows the DC
+ * predictors), and how far its bits have been copied to the output or passed over.
+ */
 interface Source {
-  reader: BitReader;
+  data: Uint8Array;
+  parser: BitReader;
+  copied: number;
   dc: Int32Array;
   mcus: number;
 }
@@ -385,7 +505,10 @@ function recode(tiles: readonly Uint8Array[], layout: Layout, across: number, ar
   const tileColumns = Math.ceil(layout.width / mcuWidth);
   const tileRows = Math.ceil(layout.height / mcuHeight);
   const lastColumn = area.column + Math.ceil(area.width / mcuWidth);
-  const sources: Source[] = tiles.map((tile) => ({ reader: new BitReader(tile, dataOffset), dc: new Int32Array(components.length), mcus: 0 }));
+  const sources: Source[] = tiles.map((tile) => {
+    const entropy = unstuff(tile, dataOffset);
+    return { data: entropy.data, parser: new BitReader(entropy), copied: 0, dc: new Int32Array(components.length), mcus: 0 };
+  });
   const writer = new BitWriter(Buffer.allocUnsafe(tiles.reduce((sum, tile) => sum + tile.length, 1024)), dataOffset);
   writer.buffer.set(tiles[0]!.subarray(0, dataOffset));
   writer.buffer.writeUInt16BE(area.height, layout.sizeOffset);
@@ -393,42 +516,68 @@ function recode(tiles: readonly Uint8Array[], layout: Layout, across: number, ar
   // The cut is written as one run of MCUs: no restart markers.
   if (layout.restartInterval) writer.buffer.writeUInt16BE(0, layout.restartOffset);
   // DC coefficients are coded as differences from the previous block of the same component:
-  // each source's predictors follow its stored stream, these the stream being written.
+  // each source's predictors follow its stored stream, these the stream being written. A kept
+  // MCU whose predictors agree is the same bits in both streams and is copied as it is; only
+  // the first one after a dropped or foreign MCU (one per tile and row) is coded again.
   const writtenDc = new Int32Array(components.length);
-  const copy = (source: Source, keep: boolean) => {
+  /** Copies the source's bits not yet copied or passed over, up to where its reader is. */
+  const flush = (source: Source) => {
+    writer.copyBits(source.data, source.copied, source.parser.bit);
+    source.copied = source.parser.bit;
+  };
+  const mcu = (source: Source, keep: boolean) => {
     if (layout.restartInterval && source.mcus > 0 && source.mcus % layout.restartInterval === 0) {
-      source.reader.restart();
+      flush(source);
+      source.parser.restart();
+      source.copied = source.parser.bit;
       source.dc.fill(0);
     }
     source.mcus++;
-    for (let c = 0; c < components.length; c++) {
-      const component = components[c]!;
-      for (let block = component.h * component.v; block > 0; block--) {
-        const coded = source.reader.decodeWithBits(component.dc);
-        const category = coded >> 16;
-        if (category > 11) throw new Unsupported();
-        const dc = source.dc[c]! + extend(coded & 0xffff, category);
-        source.dc[c] = dc;
-        if (keep) {
-          writeDc(writer, component.dc, dc - writtenDc[c]!);
-          writtenDc[c] = dc;
-        }
-        copyAc(source.reader, keep ? writer : undefined, component.ac);
-      }
+    const verbatim = keep && components.every((_, c) => writtenDc[c] === source.dc[c]);
+    if (keep && !verbatim) {
+      flush(source);
+      recodeMcu(source, components, writer, writtenDc);
+      source.copied = source.parser.bit;
+      return;
     }
+    // Verbatim MCUs are copied in one run when something else comes; dropped ones passed over.
+    if (!keep) flush(source);
+    source.parser.skipMcu(components, source.dc);
+    if (verbatim) writtenDc.set(source.dc);
+    else source.copied = source.parser.bit;
   };
   for (let row = area.row; row < area.row + Math.ceil(area.height / mcuHeight); row++) {
     const tileRow = Math.floor(row / tileRows);
     for (let tileColumn = 0; tileColumn < across; tileColumn++) {
       const source = sources[tileRow * across + tileColumn]!;
       // MCU rows above the area: read (a Huffman stream cannot be skipped) and dropped.
-      while (source.mcus < (row % tileRows) * tileColumns) copy(source, false);
+      while (source.mcus < (row % tileRows) * tileColumns) mcu(source, false);
       for (let column = tileColumn * tileColumns; column < (tileColumn + 1) * tileColumns; column++) {
-        copy(source, column >= area.column && column < lastColumn);
+        mcu(source, column >= area.column && column < lastColumn);
       }
+      flush(source);
     }
   }
+  for (const source of sources) source.parser.checkBounds();
   return writer.finish();
+}
+
+/** Reads one MCU and codes it again: DC from `writtenDc`, AC as it was. */
+function recodeMcu(source: Source, components: ScanComponent[], writer: BitWriter, writtenDc: Int32Array): void {
+  const reader = source.parser;
+  for (let c = 0; c < components.length; c++) {
+    const component = components[c]!;
+    for (let block = component.h * component.v; block > 0; block--) {
+      const coded = reader.decodeWithBits(component.dc);
+      const category = coded >> 16;
+      if (category > 11) throw new Unsupported();
+      const dc = source.dc[c]! + extend(coded & 0xffff, category);
+      source.dc[c] = dc;
+      writeDc(writer, component.dc, dc - writtenDc[c]!);
+      writtenDc[c] = dc;
+      copyAc(reader, writer, component.ac);
+    }
+  }
 }
 
 /** A category's extra bits as a signed value (JPEG F.2.2.1). */
@@ -444,21 +593,19 @@ function writeDc(writer: BitWriter, table: HuffmanTable, difference: number): vo
   if (category > 0) writer.write(difference < 0 ? difference + (1 << category) - 1 : difference, category);
 }
 
-/** Passes one block's AC coefficients through unchanged (or skips them when `writer` is undefined). */
-function copyAc(reader: BitReader, writer: BitWriter | undefined, table: HuffmanTable): void {
+/** Passes one block's AC coefficients through unchanged. */
+function copyAc(reader: BitReader, writer: BitWriter, table: HuffmanTable): void {
   for (let k = 1; k < 64; ) {
     const coded = reader.decodeWithBits(table);
     const symbol = coded >> 16;
     const size = symbol & 15;
     const bits = coded & 0xffff;
-    if (writer) {
-      const length = table.codeLength[symbol]!;
-      // One write for code and extra bits while they fit the writer's 31-bit accumulator.
-      if (length + size <= 24) writer.write((table.code[symbol]! << size) | bits, length + size);
-      else {
-        writer.write(table.code[symbol]!, length);
-        writer.write(bits, size);
-      }
+    const length = table.codeLength[symbol]!;
+    // One write for code and extra bits while they fit the writer's 31-bit accumulator.
+    if (length + size <= 24) writer.write((table.code[symbol]! << size) | bits, length + size);
+    else {
+      writer.write(table.code[symbol]!, length);
+      writer.write(bits, size);
     }
     if (size === 0 && symbol !== 0xf0) return; // end of block
     k += (symbol >> 4) + 1;
