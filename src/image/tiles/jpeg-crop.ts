@@ -230,6 +230,15 @@ function buildTable(counts: Uint8Array, values: Uint8Array): HuffmanTable {
   return table;
 }
 
+/** A symbol whose code is longer than the fast table covers (JPEG F.2.2.3); `peek` holds 16 bits from it. */
+function slowSymbol(table: HuffmanTable, peek: number): number {
+  let length = FAST_BITS + 1;
+  let code = peek >>> (16 - length);
+  while (code > table.maxCode[length]!) code = peek >>> (16 - ++length);
+  if (length > 16) throw new Unsupported();
+  return table.values[table.firstValue[length]! + code - table.minCode[length]!]!;
+}
+
 /** A scan's entropy-coded data without its byte stuffing, and where its restart intervals start. */
 interface Entropy {
   data: Uint8Array;
@@ -329,36 +338,23 @@ class BitReader {
   skipMcu(components: readonly ScanComponent[], dc: Int32Array): void {
     const data = this.entropy.data;
     const end = this.end;
-    let { bits, count, position, bit } = this;
+    let { bits, count, position } = this;
     for (let c = 0; c < components.length; c++) {
       const component = components[c]!;
       for (let block = component.h * component.v; block > 0; block--) {
-        for (let k = 0; k < 64; ) {
+        for (let k = 0, table = component.dc; k < 64; table = component.ac) {
           if (count < 16) {
             for (; count <= 24; count += 8) bits = (bits << 8) | (position < end ? data[position++]! : (position++, 0));
           }
           const peek = (bits >>> (count - 16)) & 0xffff;
-          const table = k === 0 ? component.dc : component.ac;
           const fast = table.fast[peek >>> (16 - FAST_BITS)]!;
-          let symbol: number;
-          let length: number;
-          if (fast !== 0) {
-            symbol = fast >> 8;
-            length = fast & 0xff;
-          } else {
-            length = FAST_BITS + 1;
-            let code = peek >>> (16 - length);
-            while (code > table.maxCode[length]!) code = peek >>> (16 - ++length);
-            if (length > 16) throw new Unsupported();
-            symbol = table.values[table.firstValue[length]! + code - table.minCode[length]!]!;
-          }
+          const symbol = fast !== 0 ? fast >> 8 : slowSymbol(table, peek);
           const size = symbol & 15;
-          count -= length;
+          count -= fast !== 0 ? fast & 0xff : table.codeLength[symbol]!;
           if (count < size) {
             for (; count <= 24; count += 8) bits = (bits << 8) | (position < end ? data[position++]! : (position++, 0));
           }
           count -= size;
-          bit += length + size;
           if (k === 0) {
             if (size > 11) throw new Unsupported();
             dc[c] = dc[c]! + extend((bits >>> count) & ((1 << size) - 1), size);
@@ -371,7 +367,9 @@ class BitReader {
         }
       }
     }
-    Object.assign(this, { bits, count, position, bit });
+    // Every byte taken in added 8 bits to `count`; every bit read took one away.
+    this.bit += (position - this.position) * 8 - (count - this.count);
+    Object.assign(this, { bits, count, position });
   }
 
   /**
