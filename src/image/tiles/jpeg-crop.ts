@@ -241,7 +241,9 @@ function slowSymbol(table: HuffmanTable, peek: number): number {
 
 /** A scan's entropy-coded data without its byte stuffing, and where its restart intervals start. */
 interface Entropy {
+  /** The data, then zeros. */
   data: Uint8Array;
+  length: number;
   /** Offsets in `data` of the intervals after the first. */
   restarts: number[];
 }
@@ -268,7 +270,7 @@ function unstuff(jpeg: Uint8Array, start: number): Entropy {
     else if (next !== 0xff) break; // the end of the scan (0xFF 0xFF is fill before a marker)
     at = ff + (next === 0xff ? 1 : 2);
   }
-  return { data: data.subarray(0, length), restarts };
+  return { data, length, restarts };
 }
 
 /** Reads unstuffed entropy-coded data bit by bit, one restart interval at a time. */
@@ -283,15 +285,18 @@ class BitReader {
   bit = 0;
 
   constructor(private readonly entropy: Entropy) {
-    this.end = entropy.restarts[0] ?? entropy.data.length;
+    this.end = entropy.restarts[0] ?? entropy.length;
   }
 
-  /** Makes at least 16 bits available; past the interval's end they are zeros (see checkBounds). */
+  /**
+   * Makes at least 16 bits available. Past the interval's end they are the next interval's or
+   * zeros (the data is allocated with room to spare, and reads past an array are 0 here): a
+   * valid stream never uses them, and checkBounds refuses one that did.
+   */
   private fill(): void {
     const data = this.entropy.data;
     while (this.count <= 24) {
-      this.bits = (this.bits << 8) | (this.position < this.end ? data[this.position]! : 0);
-      this.position++;
+      this.bits = (this.bits << 8) | data[this.position++]!;
       this.count += 8;
     }
   }
@@ -307,7 +312,7 @@ class BitReader {
     const next = this.entropy.restarts[this.interval++];
     if (next === undefined) throw new Unsupported();
     this.position = next;
-    this.end = this.entropy.restarts[this.interval] ?? this.entropy.data.length;
+    this.end = this.entropy.restarts[this.interval] ?? this.entropy.length;
     this.bits = 0;
     this.count = 0;
     this.bit = next * 8;
@@ -337,14 +342,13 @@ class BitReader {
    */
   skipMcu(components: readonly ScanComponent[], dc: Int32Array): void {
     const data = this.entropy.data;
-    const end = this.end;
     let { bits, count, position } = this;
     for (let c = 0; c < components.length; c++) {
       const component = components[c]!;
       for (let block = component.h * component.v; block > 0; block--) {
         for (let k = 0, table = component.dc; k < 64; table = component.ac) {
           if (count < 16) {
-            for (; count <= 24; count += 8) bits = (bits << 8) | (position < end ? data[position++]! : (position++, 0));
+            for (; count <= 24; count += 8) bits = (bits << 8) | data[position++]!;
           }
           const peek = (bits >>> (count - 16)) & 0xffff;
           const fast = table.fast[peek >>> (16 - FAST_BITS)]!;
@@ -352,7 +356,7 @@ class BitReader {
           const size = symbol & 15;
           count -= fast !== 0 ? fast & 0xff : table.codeLength[symbol]!;
           if (count < size) {
-            for (; count <= 24; count += 8) bits = (bits << 8) | (position < end ? data[position++]! : (position++, 0));
+            for (; count <= 24; count += 8) bits = (bits << 8) | data[position++]!;
           }
           count -= size;
           if (k === 0) {
