@@ -19,9 +19,9 @@ export interface TileSpot {
 }
 
 /**
- * The most stored tiles one request decodes on its own. Past that (a large region of a level)
- * libvips reading the page is as cheap as decoding the tiles one by one, and far less memory
- * goes into holding them all at once.
+ * The most stored tiles one request reads on its own: a viewer tile over stored tiles of a
+ * quarter of its size is four. Larger regions go to libvips, which reads the page in strips
+ * instead of holding every tile at once.
  */
 const MAX_TILES = 16;
 

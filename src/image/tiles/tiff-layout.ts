@@ -15,7 +15,7 @@ export interface TiffPage {
   bitsPerSample: number;
   /** 1 = unsigned integers (the default); 2 signed, 3 floating point. */
   sampleFormat: number;
-  /** Samples beyond the colour ones (alpha, masks); how libtiff's JPEG tiles are decoded depends on them. */
+  /** How many samples beyond the colour ones (alpha, masks) each pixel has. */
   extraSamples: number;
   planarConfig: number;
   tileOffsets: number[];

@@ -182,6 +182,13 @@ describe('cutJpegTiles over a grid of stored tiles', () => {
     expect(cutJpegTiles(tiles, 2, { x: 200, y: 0, width: 57, height: 10 })).toBeUndefined();
     expect(cutJpegTiles(tiles, 3, rects[0]!)).toBeUndefined();
   });
+
+  it('reads at most 256 KB of tiles in one cut (it runs on the event loop)', async () => {
+    const heavy = await sharp(await texture(256, 256, 3)).jpeg({ quality: 100, chromaSubsampling: '4:4:4', optimiseCoding: false }).toBuffer();
+    const count = Math.ceil((256 * 1024) / heavy.length) + 1;
+    expect(cutJpegTiles([heavy], 1, { x: 0, y: 0, width: 100, height: 100 })).toBeDefined();
+    expect(cutJpegTiles(Array<Buffer>(count).fill(heavy), count, { x: 0, y: 0, width: 100, height: 100 })).toBeUndefined();
+  });
 });
 
 /** Runs a filter program over `input`, resolving with its output. */
