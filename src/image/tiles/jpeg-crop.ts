@@ -67,6 +67,11 @@ class Unsupported extends Error {}
 interface HuffmanTable {
   /** 9-bit prefix → symbol << 8 | code length, or 0 when the code is longer. */
   fast: Uint16Array;
+  /**
+   * For reading past symbols: 12-bit prefix → symbol << 4 | code length + extra bits, or 0 when
+   * they take more than 12 bits. Most AC symbols of a tile are skipped in one look this way.
+   */
+  skip: Uint16Array;
   /** Per code length 1–16: the largest code of that length (−1 when none), its first code and value index. */
   maxCode: Int32Array;
   minCode: Int32Array;
@@ -199,15 +204,30 @@ function readHuffmanTables(jpeg: Uint8Array, start: number, end: number, tables:
     const counts = jpeg.subarray(at + 1, at + 17);
     const total = counts.reduce((sum, n) => sum + n, 0);
     if (at + 17 + total > end) throw new Unsupported();
-    tables.set(key, buildTable(counts, jpeg.slice(at + 17, at + 17 + total)));
+    // Every tile of a page carries (or shares) the same tables: build each once.
+    const bytes = Buffer.from(jpeg.buffer, jpeg.byteOffset + at, 17 + total).toString('latin1');
+    let table = builtTables.get(bytes);
+    if (!table) {
+      if (builtTables.size >= MAX_BUILT_TABLES) builtTables.clear();
+      table = buildTable(counts, jpeg.slice(at + 17, at + 17 + total));
+      builtTables.set(bytes, table);
+    }
+    tables.set(key, table);
     at += 17 + total;
   }
 }
+
+/** Huffman tables built so far, by their bytes in the stream (class and id, counts, symbols). */
+const builtTables = new Map<string, HuffmanTable>();
+/** Far more distinct tables than the pyramids being served at once use (a few per writer and quality). */
+const MAX_BUILT_TABLES = 256;
+const SKIP_BITS = 12;
 
 /** Canonical Huffman codes from the code-length counts (JPEG Annex C). */
 function buildTable(counts: Uint8Array, values: Uint8Array): HuffmanTable {
   const table: HuffmanTable = {
     fast: new Uint16Array(1 << FAST_BITS),
+    skip: new Uint16Array(1 << SKIP_BITS),
     maxCode: new Int32Array(18).fill(-1),
     minCode: new Int32Array(17),
     firstValue: new Int32Array(17),
@@ -229,6 +249,8 @@ function buildTable(counts: Uint8Array, values: Uint8Array): HuffmanTable {
         const shift = FAST_BITS - length;
         table.fast.fill((symbol << 8) | length, code << shift, (code + 1) << shift);
       }
+      const bits = length + (symbol & 15);
+      if (bits <= SKIP_BITS) table.skip.fill((symbol << 4) | bits, code << (SKIP_BITS - length), (code + 1) << (SKIP_BITS - length));
     }
     if (n > 0) table.maxCode[length] = code - 1;
     if (code > 1 << length) throw new Unsupported(); // more codes than bits allow
@@ -262,7 +284,8 @@ interface Entropy {
  * no test per byte.
  */
 function unstuff(jpeg: Uint8Array, start: number): Entropy {
-  const data = new Uint8Array(jpeg.length - start);
+  // Room for the reader's look-ahead past the end: reads past a typed array are slow in V8.
+  const data = new Uint8Array(jpeg.length - start + 8);
   const restarts: number[] = [];
   let length = 0;
   let at = start;
@@ -357,6 +380,18 @@ class BitReader {
         for (let k = 0, table = component.dc; k < 64; table = component.ac) {
           if (count < 16) {
             for (; count <= 24; count += 8) bits = (bits << 8) | data[position++]!;
+          }
+          if (k > 0) {
+            // Most AC symbols and their extra bits: one look, one step.
+            const skip = table.skip[(bits >>> (count - SKIP_BITS)) & ((1 << SKIP_BITS) - 1)]!;
+            if (skip !== 0) {
+              count -= skip & 15;
+              const symbol = skip >> 4;
+              if ((symbol & 15) === 0 && symbol !== 0xf0) break; // end of block
+              k += (symbol >> 4) + 1;
+              if (k > 64) throw new Unsupported();
+              continue;
+            }
           }
           const peek = (bits >>> (count - 16)) & 0xffff;
           const fast = table.fast[peek >>> (16 - FAST_BITS)]!;
