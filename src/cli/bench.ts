@@ -8,11 +8,12 @@ async function load<T>(module: Promise<T>): Promise<T> {
 }
 
 export const benchCommand: Command = {
-  summary: 'run the load benchmarks (W1–W5) against fresh server processes and write bench/results/',
+  summary: 'run the load benchmarks (W1–W9) against fresh server processes and write bench/results/',
   usage: '[W1 W2 …]',
   help: [
     'Workloads: W1 deep-zoom tiles, W2 the same on a plain JPEG, W3 info.json, W4 thumbnails,',
-    'W5 hot tiles (all when none are named). Set BENCH_TARGET=http://host:port to measure a',
+    'W5 hot tiles, W6–W9 tiles of pyramids made by Debian vips and ImageMagick (all when none',
+    'are named). Set BENCH_TARGET=http://host:port to measure a',
     'running server or load balancer instead. Needs a source checkout with dev dependencies',
     '(npm ci); the figures and method are in bench/README.md.',
   ].join('\n'),
