@@ -440,16 +440,9 @@ class BitReader {
   decode(table: HuffmanTable): number {
     const peek = this.peek16();
     const fast = table.fast[peek >>> (16 - FAST_BITS)]!;
-    if (fast !== 0) {
-      this.skip(fast & 0xff);
-      return fast >> 8;
-    }
-    let length = FAST_BITS + 1;
-    let code = peek >>> (16 - length);
-    while (code > table.maxCode[length]!) code = peek >>> (16 - ++length);
-    if (length > 16) throw new Unsupported();
-    this.skip(length);
-    return table.values[table.firstValue[length]! + code - table.minCode[length]!]!;
+    const symbol = fast !== 0 ? fast >> 8 : slowSymbol(table, peek);
+    this.skip(fast !== 0 ? fast & 0xff : table.codeLength[symbol]!);
+    return symbol;
   }
 }
 
