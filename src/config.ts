@@ -1,5 +1,6 @@
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isHostName } from './http/host-name.js';
 import { defaultSampleFolder } from './paths.js';
 import type { OutputLimits } from './iiif/request.js';
 
@@ -16,6 +17,19 @@ export interface Config {
   /** Public base URL (scheme, host, optional path prefix) used for `id`; no trailing slash. */
   baseUrl: string | undefined;
   trustProxy: boolean;
+  /**
+   * Host names (with optional port) the server may put in public URLs when IIIF_BASE_URL is not
+   * set; a request naming another host gets the first. undefined: the Host header, validated.
+   */
+  publicHosts: string[] | undefined;
+  /** Socket deadlines: the whole request head, the whole request, and an idle keep-alive connection. */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** A response whose client takes no bytes for this long is cut off (its memory released). */
+  writeTimeoutMs: number;
+  /** Response bodies in flight (handed to sockets, not yet sent) may hold at most this many bytes. */
+  responseMemoryBytes: number;
   limits: OutputLimits;
   maxInputPixels: number;
   tileSize: number;
@@ -43,6 +57,10 @@ export interface Config {
   largeRenderPixels: number;
   /** Estimated memory one render may need; a request needing more is refused with 413. */
   renderMemoryBytes: number;
+  /** Longest a render may run (sharp's timeout); estimated longer ones are refused at once with 413. */
+  renderTimeoutSeconds: number;
+  /** Most scans a progressive JPEG may have; each costs a pass over the whole image when decoding. */
+  maxJpegScans: number;
   /** libvips threads per sharp pipeline (parallelism comes from concurrent requests). */
   sharpConcurrency: number;
   /** libvips operation cache in MiB (0 turns it off). */
@@ -92,6 +110,11 @@ export interface S3Config {
   memoryFallbackMaxBytes: number;
   /** Retry-After on a 503 caused by S3 being unavailable. */
   retryAfterSeconds: number;
+  /** How long a listing of the bucket (the viewer's index page) is reused. */
+  listTtlSeconds: number;
+  /** Fetches of objects not in the disk cache: per second on average, and at most this many at once. */
+  missRate: number;
+  missBurst: number;
 }
 
 export class ConfigError extends Error {
@@ -125,6 +148,15 @@ export function loadConfig(env: Env = process.env): Config {
     sourceRecheckMs: read.integer('IIIF_SOURCE_RECHECK_MS', 1000, 0, 3_600_000),
     baseUrl: read.baseUrl('IIIF_BASE_URL'),
     trustProxy: read.boolean('IIIF_TRUST_PROXY', false),
+    publicHosts: read.hostList('IIIF_PUBLIC_HOSTS'),
+    // A client or load balancer sends its request head at once; 3,000 connections trickling
+    // bytes must not be held for minutes (Node checks these every second, see src/http/timeouts.ts).
+    headersTimeoutMs: read.integer('IIIF_HEADERS_TIMEOUT_MS', 10_000, 1_000, 600_000),
+    requestTimeoutMs: read.integer('IIIF_REQUEST_TIMEOUT_MS', 30_000, 1_000, 600_000),
+    // Longer than the ALB's 60 s idle timeout, so the balancer closes idle connections first.
+    keepAliveTimeoutMs: read.integer('IIIF_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1_000, 600_000),
+    writeTimeoutMs: read.integer('IIIF_WRITE_TIMEOUT_MS', 30_000, 1_000, 600_000),
+    responseMemoryBytes: read.integer('IIIF_RESPONSE_MEMORY_BYTES', 256 * 1024 ** 2, 1024 * 1024, 1024 ** 4),
     limits: {
       maxWidth,
       // The spec: when only maxWidth is given, clients infer maxHeight = maxWidth.
@@ -149,6 +181,9 @@ export function loadConfig(env: Env = process.env): Config {
     openTileFiles: read.integer('IIIF_OPEN_TILE_FILES', 64, 1, 10_000),
     largeRenderPixels: read.integer('IIIF_LARGE_RENDER_PIXELS', 1024 * 1024, 1, 1_000_000_000_000),
     renderMemoryBytes: read.integer('IIIF_RENDER_MEMORY_BYTES', 1024 ** 3, 1024 * 1024, 1024 ** 4),
+    renderTimeoutSeconds: read.integer('IIIF_RENDER_TIMEOUT_SECONDS', 20, 1, 3_600),
+    // libjpeg's own encoder writes at most 100 scans from a script; common encoders write 10 or fewer.
+    maxJpegScans: read.integer('IIIF_MAX_JPEG_SCANS', 100, 1, 100_000),
     sharpConcurrency: read.integer('IIIF_SHARP_CONCURRENCY', 1, 0, 1024),
     sharpCacheMb: read.integer('IIIF_SHARP_CACHE_MB', 64, 0, 65_536),
     source: read.oneOf('IIIF_SOURCE', 'folder', ['folder', 's3']) as Config['source'],
@@ -192,6 +227,9 @@ export function loadConfig(env: Env = process.env): Config {
       problems.push(`IIIF_METRICS_PORT (${config.metricsPort}) must differ from PORT`);
     }
   }
+  if (config.headersTimeoutMs > config.requestTimeoutMs) {
+    problems.push(`IIIF_HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not exceed IIIF_REQUEST_TIMEOUT_MS (${config.requestTimeoutMs})`);
+  }
   if (config.drainDelayMs >= config.drainTimeoutMs) {
     problems.push(`IIIF_DRAIN_DELAY_MS (${config.drainDelayMs}) must be less than IIIF_DRAIN_TIMEOUT_MS (${config.drainTimeoutMs})`);
   }
@@ -203,9 +241,14 @@ function readS3(read: EnvReader, problems: string[]): S3Config {
   const bucket = read.string('IIIF_S3_BUCKET', '');
   if (bucket === '') problems.push('IIIF_S3_BUCKET must be set when IIIF_SOURCE is s3');
   const endpoint = read.url('IIIF_S3_ENDPOINT');
+  const prefix = read.string('IIIF_S3_PREFIX', '');
+  // The identifier is appended to the prefix: "iiif" + "-private/secret.jpg" would read outside it.
+  if (prefix !== '' && !prefix.endsWith('/')) {
+    problems.push(`IIIF_S3_PREFIX must be empty or end with "/" (a folder), got "${prefix}"; with "${prefix}" an identifier could name keys beside it`);
+  }
   return {
     bucket,
-    prefix: read.string('IIIF_S3_PREFIX', ''),
+    prefix,
     endpoint,
     // S3-compatible stores (MinIO, s3rver, Ceph) rarely have per-bucket DNS names.
     forcePathStyle: read.boolean('IIIF_S3_FORCE_PATH_STYLE', endpoint !== undefined),
@@ -218,6 +261,11 @@ function readS3(read: EnvReader, problems: string[]): S3Config {
     negativeCacheEntries: read.integer('IIIF_S3_NEGATIVE_CACHE_ENTRIES', 10_000, 1, 10_000_000),
     memoryFallbackMaxBytes: read.integer('IIIF_S3_MEMORY_FALLBACK_MAX_BYTES', 256 * 1024 ** 2, 0, Number.MAX_SAFE_INTEGER),
     retryAfterSeconds: read.integer('IIIF_S3_RETRY_AFTER_SECONDS', 5, 1, 3_600),
+    listTtlSeconds: read.integer('IIIF_S3_LIST_TTL_SECONDS', 60, 0, 86_400),
+    // A viewer's first look at a page of thumbnails misses for each image at once; a probe of
+    // thousands of made-up identifiers must not become as many GETs (and temporary files).
+    missRate: read.integer('IIIF_S3_MISS_RATE', 50, 1, 100_000),
+    missBurst: read.integer('IIIF_S3_MISS_BURST', 200, 1, 1_000_000),
   };
 }
 
@@ -277,6 +325,19 @@ class EnvReader {
       return undefined;
     }
     return value;
+  }
+
+  /** A comma-separated list of host names, each with an optional port; undefined when unset. */
+  hostList(name: string): string[] | undefined {
+    const value = this.raw(name);
+    if (value === undefined) return undefined;
+    const hosts = value.split(',').map((host) => host.trim().toLowerCase());
+    const bad = hosts.filter((host) => !isHostName(host));
+    if (bad.length > 0) {
+      this.problems.push(`${name} must be a comma-separated list of host names (with optional ports), got "${value}"`);
+      return undefined;
+    }
+    return hosts;
   }
 
   baseUrl(name: string): string | undefined {

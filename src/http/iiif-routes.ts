@@ -92,7 +92,7 @@ interface RouteContext {
 
 /** {scheme}://{host}/iiif/{version}/{identifier, encoded} */
 function imageBaseUri({ version, request, config }: RouteContext, identifier: string): string {
-  return `${publicRoot(request, config.baseUrl)}/iiif/${version}/${encodeURIComponent(identifier)}`;
+  return `${publicRoot(request, config)}/iiif/${version}/${encodeURIComponent(identifier)}`;
 }
 
 async function redirectToInfo(context: RouteContext, target: Extract<IiifTarget, { kind: 'base' }>) {
