@@ -50,7 +50,8 @@ describe('info.json', () => {
   it('X-Forwarded-Host from a client never reaches id, Link or Location (cache poisoning behind an ALB)', async () => {
     const hostile = { host: 'images.example.org', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'attacker.example' };
     const requests = ['/iiif/3/quadrants.png/info.json', '/iiif/2/quadrants.png/info.json', '/iiif/3/quadrants.png/full/64,/0/default.jpg', '/iiif/3/quadrants.png'];
-    for (const env of [{ IIIF_TRUST_PROXY: 'true' }, { IIIF_TRUST_PROXY: 'true', IIIF_PUBLIC_HOSTS: 'images.example.org' }]) {
+    const settings: Array<Record<string, string>> = [{ IIIF_TRUST_PROXY: 'true' }, { IIIF_TRUST_PROXY: 'true', IIIF_PUBLIC_HOSTS: 'images.example.org' }];
+    for (const env of settings) {
       const app = await appFor(root, env);
       try {
         for (const url of requests) {
