@@ -3,13 +3,14 @@ import sharp from 'sharp';
 import { identifierPrefix, requestKey } from '../cache/keys.js';
 import { ResultCache, type CachedResult } from '../cache/result-cache.js';
 import type { Config } from '../config.js';
-import { IiifError, renderTooLarge } from '../errors.js';
+import { IiifError } from '../errors.js';
 import { buildInfo, tileLayout } from '../iiif/info.js';
 import { planRender, type RenderPlan } from '../iiif/plan.js';
 import type { ApiVersion, ImageRequest } from '../iiif/request.js';
 import type { Metrics } from '../metrics.js';
 import { sourceInput, type ImageSource, type SourceRef } from '../source/source.js';
 import { Admission, type Lane } from './admission.js';
+import { laneFor, renderCost } from './cost.js';
 import { levelRead, type LevelRead } from './levels.js';
 import type { ImageMetadata } from './metadata/types.js';
 import { Preparation } from './prepare.js';
@@ -48,6 +49,7 @@ export class Images {
   private readonly results: ResultCache;
   private readonly admission: Admission;
   private readonly tiles: TileReader;
+  private readonly retryAfter: Record<Lane, number>;
 
   constructor(
     private readonly source: ImageSource,
@@ -57,6 +59,7 @@ export class Images {
   ) {
     this.results = new ResultCache(config.resultCacheBytes, config.resultCacheMaxItemBytes, metrics);
     this.tiles = new TileReader(config.openTileFiles);
+    this.retryAfter = { cheap: config.renderRetryAfterSeconds, expensive: config.largeRenderRetryAfterSeconds };
     this.admission = new Admission(
       {
         cheap: { concurrency: config.renderConcurrency, queue: config.renderQueue, retryAfterSeconds: config.renderRetryAfterSeconds },
@@ -86,24 +89,14 @@ export class Images {
     return buildInfo[version]({ id, image: image.metadata, layout: tileLayout(image.metadata, tileSize, limits), limits });
   }
 
-  /** Plans a render and decides its lane; refuses (413) what could never fit the memory budget. */
+  /** Plans a render and decides its lane; refuses (413) what could never fit its memory or time budget. */
   plan(version: ApiVersion, request: ImageRequest, image: ResolvedImage): ImagePlan {
     const plan = planRender(version, request, image.metadata, this.config.limits);
     const read = levelRead(image.metadata, plan);
-    const outputPixels = plan.width * plan.height;
-    // RGBA bytes of the decoded region plus the output (twice when an arbitrary rotation
-    // makes an enlarged copy): a deliberately simple upper bound, documented with the setting.
-    const estimate = 4 * (read.region.width * read.region.height + outputPixels * (plan.degrees % 90 === 0 ? 1 : 2));
-    if (estimate > this.config.renderMemoryBytes) {
-      throw renderTooLarge(
-        `this request needs about ${Math.ceil(estimate / 2 ** 20)} MiB to render, more than the ` +
-          `${Math.floor(this.config.renderMemoryBytes / 2 ** 20)} MiB allowed; ask for a smaller region or size`,
-      );
-    }
     return {
       ...plan,
       read,
-      lane: outputPixels > this.config.largeRenderPixels ? 'expensive' : 'cheap',
+      lane: laneFor(renderCost(plan, read), plan.format, this.config),
       resultKey: requestKey(image.source.identifier, image.source.version, plan.canonical),
     };
   }
@@ -128,11 +121,12 @@ export class Images {
       const cut = cropJpegCorner(stored, spot.crop.width, spot.crop.height);
       if (cut) return { data: cut, level: level.page, method: 'cut' };
     }
+    const deadline = { seconds: this.config.renderTimeoutSeconds, retryAfterSeconds: this.retryAfter[plan.lane] };
     return this.admission.run(plan.lane, async () => {
       const done = this.metrics.renderSeconds.startTimer({ format: plan.format });
       try {
-        if (spot) return { ...(await renderFrom(sharp(stored ?? (await readTile())), spot.crop, plan, level.page)), method: 'tile' };
-        return { ...(await render(image.input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels)), method: 'sharp' };
+        if (spot) return { ...(await renderFrom(sharp(stored ?? (await readTile())), spot.crop, plan, level.page, deadline)), method: 'tile' };
+        return { ...(await render(image.input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, deadline)), method: 'sharp' };
       } finally {
         done();
       }
