@@ -86,7 +86,7 @@ describe('ECS task definition', () => {
       IIIF_PYRAMID_DIR: '/cache/pyramids',
       // One core measured: the task gets the same lane and thread pool as the capacity run.
       IIIF_RENDER_CONCURRENCY: '2',
-      UV_THREADPOOL_SIZE: '4',
+      UV_THREADPOOL_SIZE: '7',
       [drain.delay.variable]: String(drain.delay.ms),
       [drain.timeout.variable]: String(drain.timeout.ms),
     });
