@@ -72,6 +72,7 @@ export class Images {
     const schedule = <T>(work: () => Promise<T>) => this.admission.run('expensive', work);
     this.preparation = new Preparation({
       maxInputPixels: config.maxInputPixels,
+      maxJpegScans: config.maxJpegScans,
       maxEntries: config.metadataCacheEntries,
       pyramids: pyramids && { store: pyramids, schedule },
       retryAfterSeconds: config.conversionRetryAfterSeconds,

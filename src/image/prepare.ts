@@ -20,6 +20,8 @@ export type Schedule = <T>(work: () => Promise<T>) => Promise<T>;
 
 export interface PreparationOptions {
   maxInputPixels: number;
+  /** Most scans a JPEG may have (see metadata/jpeg-scans.ts). */
+  maxJpegScans: number;
   /** How many source versions to remember. */
   maxEntries: number;
   /** Where pyramids made on first touch go, and how their conversions are scheduled; none: read every source as it is. */
@@ -56,14 +58,14 @@ export class Preparation {
   }
 
   private async prepare(source: SourceRef): Promise<Prepared> {
-    const { maxInputPixels, pyramids } = this.options;
+    const { maxInputPixels, maxJpegScans, pyramids } = this.options;
     const input = sourceInput(source);
     // Converting needs the source on disk; an in-memory copy (degraded cache) is read as it is.
-    if (!pyramids || typeof input !== 'string') return { pyramidPath: undefined, metadata: await probe(input, maxInputPixels) };
+    if (!pyramids || typeof input !== 'string') return { pyramidPath: undefined, metadata: await probe(input, maxInputPixels, maxJpegScans) };
     const { store, schedule } = pyramids;
     // libvips cannot read JPEG 2000 at all: it is only ever served through its pyramid.
     if (await isJpeg2000(input)) return this.fromPyramid(await this.pyramidOrUnavailable(store.pathFor(source, schedule)));
-    const metadata = await probe(input, maxInputPixels);
+    const metadata = await probe(input, maxInputPixels, maxJpegScans);
     if (!store.wants(metadata)) return { pyramidPath: undefined, metadata };
     try {
       return await this.fromPyramid(await store.pathFor(source, schedule));

@@ -1,10 +1,15 @@
 import sharp from 'sharp';
 import { reasonOf, sourceTooLarge, undecodableSource } from '../../errors.js';
 import { readTiffLayout } from '../tiles/tiff-layout.js';
+import { countJpegScans } from './jpeg-scans.js';
 import type { ImageMetadata, Level } from './types.js';
 
-/** Reads an image's headers (never its pixels): size, orientation, stored levels and tile layout. */
-export async function probe(path: string | Buffer, maxInputPixels: number): Promise<ImageMetadata> {
+/**
+ * Reads an image's headers (never its pixels): size, orientation, stored levels and tile layout.
+ * Refuses what would cost too much to decode: too many pixels (413), or a JPEG with more than
+ * `maxJpegScans` scans (422; a pass over the whole image each, see jpeg-scans.ts).
+ */
+export async function probe(path: string | Buffer, maxInputPixels: number, maxJpegScans = Infinity): Promise<ImageMetadata> {
   // Headers only: safe for any declared size, so the limit is checked here with a clear message.
   const meta = await sharp(path, { limitInputPixels: false }).metadata().catch((error: unknown) => {
     throw undecodableSource(`the stored image cannot be read: ${reasonOf(error)}`);
@@ -15,6 +20,11 @@ export async function probe(path: string | Buffer, maxInputPixels: number): Prom
     throw sourceTooLarge(
       `the stored image is ${width}×${height} pixels, more than this server decodes (${maxInputPixels})`,
     );
+  }
+  // libjpeg reports "progressive" for every JPEG of more than one scan.
+  const progressive = meta.format === 'jpeg' && meta.isProgressive === true;
+  if (progressive && (await countJpegScans(path, maxJpegScans)) > maxJpegScans) {
+    throw undecodableSource(`the stored image is a JPEG of more than ${maxJpegScans} scans, each a pass over the whole image; it is not decoded`);
   }
   const autoOrient = (meta.orientation ?? 1) > 1;
   const levels: Level[] = [{ width, height, page: 0 }];
@@ -31,5 +41,5 @@ export async function probe(path: string | Buffer, maxInputPixels: number): Prom
   }
   const onDisk = typeof path === 'string';
   const tiffPages = onDisk && !autoOrient && meta.format === 'tiff' ? await readTiffLayout(path) : undefined;
-  return { width, height, levels, autoOrient, tiffPages };
+  return { width, height, levels, autoOrient, tiffPages, progressive };
 }

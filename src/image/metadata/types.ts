@@ -13,4 +13,6 @@ export interface ImageMetadata extends Dimensions {
   autoOrient: boolean;
   /** The tile layout of a tiled TIFF on disk, for sending stored JPEG tiles as they are. */
   tiffPages: TiffPage[] | undefined;
+  /** A JPEG of several scans: decoded whole for any region, so worth a pyramid early. */
+  progressive?: boolean;
 }
