@@ -8,11 +8,13 @@ import type { Counter, Histogram } from 'prom-client';
 import { CacheUnavailableError, DiskCache, type CachedFile, type Log } from '../cache/disk-cache.js';
 import { SingleFlight } from '../cache/single-flight.js';
 import type { Config, S3Config } from '../config.js';
-import { badGateway, IiifError, notFound, sourceUnavailable } from '../errors.js';
+import { Memo } from '../cache/memo.js';
+import { badGateway, IiifError, notFound, overloaded, sourceUnavailable } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { checkIdentifier, printable } from './identifier.js';
 import { classify, FETCH_RESULTS, IncompleteBody, NotModified, type FetchResult } from './s3-failures.js';
 import type { ImageSource, SourceRef } from './source.js';
+import { TokenBucket } from './token-bucket.js';
 
 /** Kept beside each cached object, so a restart knows what it holds and when it last asked S3. */
 interface ObjectMeta {
@@ -41,6 +43,11 @@ const BACKOFF_CAP_MS = 2_000;
 export class S3Source implements ImageSource {
   private readonly flights = new SingleFlight<SourceRef>();
   private readonly missing: LRUCache<string, IiifError> | undefined;
+  /** Fetches of objects not on disk: a probe of made-up identifiers is one GET each. */
+  private readonly misses: TokenBucket;
+  private readonly missRejections: Counter;
+  /** Listings for the viewer's index page: one LIST call per page of 1,000 keys, each billed. */
+  private readonly listings: Memo<string[]>;
   private readonly fetches: Counter<'result'>;
   private readonly fetchSeconds: Histogram;
   private readonly negativeHits: Counter;
@@ -61,6 +68,9 @@ export class S3Source implements ImageSource {
     this.fetchSeconds = metrics.histogram('iiif_source_fetch_seconds', 'Time per S3 request for a source object, body included.');
     this.negativeHits = metrics.counter('iiif_source_negative_cache_hits_total', 'Lookups answered 404 from the memory of recently missing keys.');
     this.staleServed = metrics.counter('iiif_source_stale_served_total', 'Cached objects served past revalidation because S3 failed.');
+    this.misses = new TokenBucket(config.missRate, config.missBurst);
+    this.missRejections = metrics.counter('iiif_source_miss_rejections_total', 'Requests answered 503 because too many uncached images were being fetched (IIIF_S3_MISS_RATE).');
+    this.listings = new Memo({ max: 4, ttlMs: config.listTtlSeconds * 1000, keep: () => config.listTtlSeconds > 0 });
   }
 
   /** One S3 client and one disk cache per process. */
@@ -88,6 +98,10 @@ export class S3Source implements ImageSource {
     }
     const cached = this.cache.get(identifier);
     if (cached && this.isFresh(cached)) return this.refFor(identifier, cached);
+    if (!cached && !this.flights.has(identifier) && !this.misses.take()) {
+      this.missRejections.inc();
+      throw overloaded('the server is fetching too many images it has not seen yet; retry shortly', this.misses.secondsToNext);
+    }
     return this.flights.run(identifier, () => this.fetch(identifier));
   }
 
@@ -97,7 +111,12 @@ export class S3Source implements ImageSource {
     return this.cache.remove(identifier);
   }
 
-  async list(limit: number): Promise<string[]> {
+  /** Reused for IIIF_S3_LIST_TTL_SECONDS; concurrent callers share one listing. */
+  list(limit: number): Promise<string[]> {
+    return this.listings.get(String(limit), () => this.listAll(limit));
+  }
+
+  private async listAll(limit: number): Promise<string[]> {
     const identifiers: string[] = [];
     let token: string | undefined;
     const signal = AbortSignal.timeout(this.config.deadlineMs);
