@@ -1,18 +1,6 @@
-import { createRequire } from 'node:module';
 import { open, readFile } from 'node:fs/promises';
 import { sourceTooLarge, undecodableSource } from '../../errors.js';
-
-/** The parts of @cornerstonejs/codec-openjpeg (OpenJPEG as WebAssembly) used here. */
-interface J2KDecoder {
-  getEncodedBuffer(length: number): Uint8Array;
-  getDecodedBuffer(): Uint8Array;
-  decode(): void;
-  getFrameInfo(): { width: number; height: number; bitsPerSample: number; componentCount: number; isSigned: boolean };
-  delete?(): void;
-}
-interface OpenJpeg {
-  J2KDecoder: new () => J2KDecoder;
-}
+import { decodeOffThread } from './off-thread.js';
 
 export interface DecodedRaster {
   data: Buffer;
@@ -82,22 +70,10 @@ export function readJpeg2000Header(stream: Buffer): Jpeg2000Header {
   return { width, height, components, bitsPerSample: (depth & 0x7f) + 1, signed: (depth & 0x80) !== 0 };
 }
 
-let codec: Promise<OpenJpeg> | undefined;
-
-/** Loads the WebAssembly decoder once per process, with its console chatter silenced. */
-function openJpeg(): Promise<OpenJpeg> {
-  if (!codec) {
-    const require = createRequire(import.meta.url);
-    const factory = require('@cornerstonejs/codec-openjpeg/decodewasmjs') as (options: object) => Promise<OpenJpeg>;
-    codec = factory({ print: () => undefined, printErr: () => undefined });
-  }
-  return codec;
-}
-
 /**
  * Decodes a whole JPEG 2000 image (sharp's libvips has no OpenJPEG) so it can be converted to
- * a pyramid once. The header is read first: a file declaring more than `maxInputPixels` is
- * refused before any pixel is decoded.
+ * a pyramid once, on a worker thread (see off-thread.ts). The header is read first: a file
+ * declaring more than `maxInputPixels` is refused before any pixel is decoded.
  */
 export async function decodeJpeg2000(path: string, maxInputPixels: number): Promise<DecodedRaster> {
   const stream = codestreamOf(await readFile(path));
@@ -109,29 +85,17 @@ export async function decodeJpeg2000(path: string, maxInputPixels: number): Prom
   if (header.components < 1 || header.components > 4 || header.signed || header.bitsPerSample > 16) {
     throw undecodableSource(`unsupported JPEG 2000 layout (${header.components} components, ${header.bitsPerSample} bits)`);
   }
-  const { J2KDecoder } = await openJpeg();
-  const decoder = new J2KDecoder();
-  try {
-    decoder.getEncodedBuffer(stream.length).set(stream);
-    try {
-      decoder.decode();
-    } catch {
-      throw undecodableSource('the stored JPEG 2000 image cannot be decoded');
-    }
-    const info = decoder.getFrameInfo();
-    const decoded = decoder.getDecodedBuffer();
-    if (decoded.length !== info.width * info.height * info.componentCount * (info.bitsPerSample > 8 ? 2 : 1)) {
-      throw undecodableSource('the stored JPEG 2000 image decoded to an unexpected size');
-    }
-    return {
-      // Copy out of WebAssembly memory, which the next decode reuses.
-      data: Buffer.from(decoded),
-      width: info.width,
-      height: info.height,
-      channels: info.componentCount as DecodedRaster['channels'],
-      depth: info.bitsPerSample > 8 ? 16 : 8,
-    };
-  } finally {
-    decoder.delete?.();
+  const { info, pixels } = await decodeOffThread(stream).catch(() => {
+    throw undecodableSource('the stored JPEG 2000 image cannot be decoded');
+  });
+  if (pixels.length !== info.width * info.height * info.componentCount * (info.bitsPerSample > 8 ? 2 : 1)) {
+    throw undecodableSource('the stored JPEG 2000 image decoded to an unexpected size');
   }
+  return {
+    data: Buffer.from(pixels.buffer, pixels.byteOffset, pixels.length),
+    width: info.width,
+    height: info.height,
+    channels: info.componentCount as DecodedRaster['channels'],
+    depth: info.bitsPerSample > 8 ? 16 : 8,
+  };
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { IiifError } from '../../../src/errors.js';
+import { decodeOffThread } from '../../../src/image/jp2/off-thread.js';
 import { codestreamOf, decodeJpeg2000 } from '../../../src/image/jp2/wasm.js';
 import { probe } from '../../../src/image/metadata/probe.js';
 import { buildPyramid, wantsPyramid } from '../../../src/image/pyramid/convert.js';
@@ -81,6 +82,25 @@ describe('pyramid conversion', () => {
     expect((await pixel(png, 50, 100))[0]).toBeLessThan(20);
     expect((await pixel(png, 250, 100))[0]).toBeGreaterThan(235);
     expect((await sharp(png).metadata()).depth).toBe('uchar');
+  });
+
+  it('decodes JPEG 2000 off the event loop: timers keep firing while it runs', async () => {
+    const [w, h] = [1600, 1200];
+    const noisy = await sharp({ create: { width: w, height: h, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 50 } } }).raw().toBuffer();
+    const stream = await encodeJ2k(noisy, w, h, 3);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    try {
+      // Nothing is awaited between here and the decode: a decode on this thread would let no tick in.
+      const { pixels } = await decodeOffThread(stream);
+      expect(ticks).toBeGreaterThan(0);
+      expect(Buffer.from(pixels).equals(noisy)).toBe(true);
+    } finally {
+      clearInterval(timer);
+    }
+    const path = join(root, 'busy.j2k');
+    await writeFile(path, stream);
+    expect((await decodeJpeg2000(path, options.maxInputPixels)).data.equals(noisy)).toBe(true);
   });
 
   it('refuses a JPEG 2000 whose header declares too many pixels, before decoding', async () => {
