@@ -1,7 +1,7 @@
 import { CacheUnavailableError } from '../cache/disk-cache.js';
 import { identifierPrefix, versionKey } from '../cache/keys.js';
 import { Memo } from '../cache/memo.js';
-import { sourceUnavailable } from '../errors.js';
+import { IiifError, sourceUnavailable } from '../errors.js';
 import { sourceInput, type SourceRef } from '../source/source.js';
 import { isJpeg2000 } from './jp2/wasm.js';
 import { probe } from './metadata/probe.js';
@@ -14,6 +14,9 @@ export interface Prepared {
   pyramidPath: string | undefined;
   metadata: ImageMetadata;
 }
+
+/** Statuses that the same source version will always get again. */
+const PERMANENT_REFUSALS = new Set([413, 422]);
 
 /** Runs expensive work (a pyramid conversion) through admission control. */
 export type Schedule = <T>(work: () => Promise<T>) => Promise<T>;
@@ -36,14 +39,28 @@ export interface PreparationOptions {
  * first requests share one probe and one conversion; the answer is remembered.
  */
 export class Preparation {
-  private readonly memo: Memo<Prepared>;
+  /** A refusal is remembered like an answer: see get(). */
+  private readonly memo: Memo<Prepared | { refused: IiifError }>;
 
   constructor(private readonly options: PreparationOptions) {
     this.memo = new Memo({ max: options.maxEntries });
   }
 
-  get(source: SourceRef): Promise<Prepared> {
-    return this.memo.get(versionKey(source.identifier, source.version), () => this.prepare(source));
+  /**
+   * What renders read for this source version. A version refused for good (413: too many
+   * pixels, 422: not decodable, too many JPEG scans) stays refused without being probed again:
+   * the same bytes give the same answer, and a client asking for the tiles of a crafted file
+   * over and over must cost a lookup, not a read of the file each time.
+   */
+  async get(source: SourceRef): Promise<Prepared> {
+    const outcome = await this.memo.get(versionKey(source.identifier, source.version), () =>
+      this.prepare(source).catch((error: unknown) => {
+        if (error instanceof IiifError && PERMANENT_REFUSALS.has(error.statusCode)) return { refused: error };
+        throw error;
+      }),
+    );
+    if ('refused' in outcome) throw outcome.refused;
+    return outcome;
   }
 
   /** Drops every version remembered for an identifier (a file that vanished under us). */
