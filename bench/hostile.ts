@@ -294,7 +294,11 @@ async function main(): Promise<void> {
   if (checks.some(([, ok]) => !ok)) process.exitCode = 1;
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`bench:hostile: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(1);
-});
+main().then(
+  // Whatever a client left behind (a socket the server never closed) must not keep the run alive.
+  () => process.exit(),
+  (error: unknown) => {
+    process.stderr.write(`bench:hostile: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  },
+);
