@@ -31,7 +31,8 @@ function shapes(seed: number, width: number, height: number): Buffer {
   return pixels;
 }
 
-async function texture(seed: number): Promise<sharp.Sharp> {
+/** A BENCH_WIDTH×BENCH_HEIGHT photograph-like image, 8-bit RGB, seeded. */
+export async function texture(seed: number): Promise<sharp.Sharp> {
   const [w, h] = [BENCH_WIDTH / 10, BENCH_HEIGHT / 10];
   const base = await sharp(shapes(seed, w, h), { raw: { width: w, height: h, channels: 3 } })
     .resize(BENCH_WIDTH, BENCH_HEIGHT, { kernel: 'cubic' })

@@ -9,41 +9,72 @@
  */
 import { Agent, request } from 'node:http';
 
-export interface PacedResult {
-  /** Requests sent and answered (or failed). */
+/** Latency of a set of requests: how many, p99 and slowest, in ms. */
+export interface Latency {
   requests: number;
-  seconds: number;
   p99Ms: number;
-  errors: number;
-  non2xx: number;
+  maxMs: number;
 }
 
-export async function pacedLoad(url: string, rate: number, seconds: number, nextPath: () => string, timeoutMs: number): Promise<PacedResult> {
+export interface PacedResult extends Latency {
+  /** From the first request sent to the last one answered. */
+  seconds: number;
+  /** From the first request sent to the last: below `seconds × rate` requests only if the generator fell behind its schedule. */
+  sendSeconds: number;
+  errors: number;
+  non2xx: number;
+  /** The same per group, when `groupOf` names one for each path. */
+  groups: Record<string, Latency>;
+}
+
+function latency(values: number[] | Float64Array): Latency {
+  const sorted = Float64Array.from(values).sort();
+  const count = sorted.length;
+  return { requests: count, p99Ms: count ? Math.round(sorted[Math.ceil(count * 0.99) - 1]!) : 0, maxMs: count ? Math.round(sorted[count - 1]!) : 0 };
+}
+
+export async function pacedLoad(
+  url: string,
+  rate: number,
+  seconds: number,
+  nextPath: () => string,
+  timeoutMs: number,
+  groupOf: (path: string) => string = () => 'all',
+): Promise<PacedResult> {
   const { hostname, port } = new URL(url);
   const agent = new Agent({ keepAlive: true, maxSockets: 1024 });
   const total = Math.max(1, Math.round(rate * seconds));
   const latencies = new Float64Array(total);
+  const groups = new Map<string, number[]>();
   let finished = 0;
   let errors = 0;
   let non2xx = 0;
   const start = performance.now();
   return new Promise((resolve) => {
-    const settle = (scheduled: number, failed: boolean) => {
+    const settle = (scheduled: number, group: string, failed: boolean) => {
       if (failed) errors++;
-      latencies[finished++] = performance.now() - scheduled;
+      const ms = performance.now() - scheduled;
+      latencies[finished++] = ms;
+      const inGroup = groups.get(group);
+      if (inGroup) inGroup.push(ms);
+      else groups.set(group, [ms]);
       if (finished < total) return;
       agent.destroy();
-      const sorted = latencies.sort();
-      resolve({ requests: total, seconds: (performance.now() - start) / 1000, p99Ms: Math.round(sorted[Math.ceil(total * 0.99) - 1]!), errors, non2xx });
+      const byGroup = Object.fromEntries([...groups].map(([name, values]) => [name, latency(values)]));
+      resolve({ ...latency(latencies), seconds: (performance.now() - start) / 1000, sendSeconds: (lastSent - start) / 1000, errors, non2xx, groups: byGroup });
     };
+    let lastSent = start;
     const send = (scheduled: number) => {
+      lastSent = performance.now();
       let settled = false;
+      const path = nextPath();
+      const group = groupOf(path);
       const once = (failed: boolean) => {
         if (settled) return;
         settled = true;
-        settle(scheduled, failed);
+        settle(scheduled, group, failed);
       };
-      const outgoing = request({ hostname, port, path: nextPath(), agent, timeout: timeoutMs }, (response) => {
+      const outgoing = request({ hostname, port, path, agent, timeout: timeoutMs }, (response) => {
         if (response.statusCode! < 200 || response.statusCode! > 299) non2xx++;
         response.on('error', () => once(true));
         response.on('end', () => once(false));

@@ -5,8 +5,8 @@
  * and turns any failure into exit code 1 (2 for bad usage) with one line on stderr.
  */
 import { parseArgs } from 'node:util';
-import { benchCommand, capacityCommand } from './cli/bench.js';
 import { UsageError, type Command } from './cli/command.js';
+import { derivativesCommand } from './cli/derivatives.js';
 import { infoCommand } from './cli/info.js';
 import { pyramidCommand } from './cli/pyramid.js';
 import { serveCommand } from './cli/serve.js';
@@ -15,8 +15,7 @@ const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
   info: infoCommand,
   pyramid: pyramidCommand,
-  bench: benchCommand,
-  capacity: capacityCommand,
+  derivatives: derivativesCommand,
 };
 
 const NAME = 'iiif-elastic';

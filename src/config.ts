@@ -1,7 +1,6 @@
-import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { settingNamed, SETTINGS, type Setting, type SettingLookup } from './config/settings.js';
+import { ConfigError, ServerError } from './errors.js';
 import { isHostName } from './http/host-name.js';
-import { defaultSampleFolder } from './paths.js';
 import type { OutputLimits } from './iiif/request.js';
 
 /** Everything the server reads from its environment, typed and validated once at start. */
@@ -53,13 +52,15 @@ export interface Config {
   conversionRetryAfterSeconds: number;
   /** Source files kept open for stored-tile reads. */
   openTileFiles: number;
+  /** Encoder settings for rendered output. */
+  encoding: Encoding;
   /** Output pixels above which a render goes to the expensive lane. */
   largeRenderPixels: number;
   /** Estimated memory one render may need; a request needing more is refused with 413. */
   renderMemoryBytes: number;
   /** Longest a render may run (sharp's timeout); estimated longer ones are refused at once with 413. */
   renderTimeoutSeconds: number;
-  /** Most scans a progressive JPEG may have; each costs a pass over the whole image when decoding. */
+  /** Most scans a JPEG may have; each costs a pass over the whole image when decoding. */
   maxJpegScans: number;
   /** libvips threads per sharp pipeline (parallelism comes from concurrent requests). */
   sharpConcurrency: number;
@@ -69,6 +70,8 @@ export interface Config {
   source: 'folder' | 's3';
   /** Set exactly when source is 's3'. */
   s3: S3Config | undefined;
+  /** The fleet's shared derivative store; set when source is 's3' and IIIF_DERIVATIVE_PREFIX is set. */
+  derivatives: DerivativeConfig | undefined;
   /** Local disk cache for remote source objects. */
   cache: { dir: string; maxBytes: number };
   /** Bearer token for /admin routes; undefined disables them. */
@@ -85,6 +88,14 @@ export interface Config {
   drainDelayMs: number;
   /** After a stop signal: the most time until the process exits, in ms. */
   drainTimeoutMs: number;
+}
+
+export interface Encoding {
+  jpegQuality: number;
+  webpQuality: number;
+  avifQuality: number;
+  avifEffort: number;
+  pngCompression: number;
 }
 
 export interface S3Config {
@@ -117,100 +128,102 @@ export interface S3Config {
   missBurst: number;
 }
 
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration: ${problems.join('; ')}`);
-    this.name = 'ConfigError';
-  }
+/** Where the fleet keeps pyramids made once per source version, and how containers share the work. */
+export interface DerivativeConfig {
+  /** The source bucket unless IIIF_DERIVATIVE_BUCKET names another. */
+  bucket: string;
+  /** Key prefix of every derivative; never empty. */
+  prefix: string;
+  /** How long a claim to convert one source version lasts before another container may take it over. */
+  leaseSeconds: number;
+  /** Longest a request waits for another container's conversion before serving from the source. */
+  waitMs: number;
 }
 
 type Env = Record<string, string | undefined>;
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
 /**
- * Reads the configuration from an environment. Collects every problem before failing, so an
- * operator fixes them all in one go; the message is a single line for the orchestrator's log.
+ * Reads the configuration from an environment, every variable checked against its entry in
+ * SETTINGS. Collects every problem before failing, so an operator fixes them all in one go;
+ * the message is a single line for the orchestrator's log.
  */
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
-  const read = new EnvReader(env, problems);
-
-  const maxWidth = read.integer('IIIF_MAX_WIDTH', 10_000, 1, 1_000_000);
-  const maxInputPixels = read.integer('IIIF_MAX_INPUT_PIXELS', 268_402_689, 1, 10_000_000_000);
-  const tileSize = read.integer('IIIF_TILE_SIZE', 256, 64, 4096);
+  const read = new SettingsReader(env, problems);
+  const source = read.choice('IIIF_SOURCE') as Config['source'];
+  // Every setting is checked (S3 ones only with the S3 source), even those assembled below.
+  for (const setting of SETTINGS) if (!setting.s3 || source === 's3') read.value(setting);
+  const tileSize = read.integer('IIIF_TILE_SIZE');
+  const maxInputPixels = read.integer('IIIF_MAX_INPUT_PIXELS');
   const config: Config = {
-    port: read.integer('PORT', 3000, 0, 65_535),
-    host: read.string('HOST', '0.0.0.0'),
-    logLevel: read.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
-    accessLog: read.boolean('IIIF_ACCESS_LOG', true),
-    fileRoot: read.string('IIIF_FILE_ROOT', defaultSampleFolder()),
-    sourceRecheckMs: read.integer('IIIF_SOURCE_RECHECK_MS', 1000, 0, 3_600_000),
-    baseUrl: read.baseUrl('IIIF_BASE_URL'),
-    trustProxy: read.boolean('IIIF_TRUST_PROXY', false),
-    publicHosts: read.hostList('IIIF_PUBLIC_HOSTS'),
-    // A client or load balancer sends its request head at once; 3,000 connections trickling
-    // bytes must not be held for minutes (Node checks these every second, see src/http/timeouts.ts).
-    headersTimeoutMs: read.integer('IIIF_HEADERS_TIMEOUT_MS', 10_000, 1_000, 600_000),
-    requestTimeoutMs: read.integer('IIIF_REQUEST_TIMEOUT_MS', 30_000, 1_000, 600_000),
-    // Longer than the ALB's 60 s idle timeout, so the balancer closes idle connections first.
-    keepAliveTimeoutMs: read.integer('IIIF_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1_000, 600_000),
-    writeTimeoutMs: read.integer('IIIF_WRITE_TIMEOUT_MS', 30_000, 1_000, 600_000),
-    responseMemoryBytes: read.integer('IIIF_RESPONSE_MEMORY_BYTES', 256 * 1024 ** 2, 1024 * 1024, 1024 ** 4),
+    port: read.integer('PORT'),
+    host: read.string('HOST'),
+    logLevel: read.choice('LOG_LEVEL'),
+    accessLog: read.boolean('IIIF_ACCESS_LOG'),
+    fileRoot: read.string('IIIF_FILE_ROOT'),
+    sourceRecheckMs: read.integer('IIIF_SOURCE_RECHECK_MS'),
+    baseUrl: read.optionalUrl('IIIF_BASE_URL'),
+    trustProxy: read.boolean('IIIF_TRUST_PROXY'),
+    publicHosts: hostList(read.string('IIIF_PUBLIC_HOSTS'), problems),
+    headersTimeoutMs: read.integer('IIIF_HEADERS_TIMEOUT_MS'),
+    requestTimeoutMs: read.integer('IIIF_REQUEST_TIMEOUT_MS'),
+    keepAliveTimeoutMs: read.integer('IIIF_KEEP_ALIVE_TIMEOUT_MS'),
+    writeTimeoutMs: read.integer('IIIF_WRITE_TIMEOUT_MS'),
+    responseMemoryBytes: read.integer('IIIF_RESPONSE_MEMORY_BYTES'),
     limits: {
-      maxWidth,
+      maxWidth: read.integer('IIIF_MAX_WIDTH'),
       // The spec: when only maxWidth is given, clients infer maxHeight = maxWidth.
-      maxHeight: read.integer('IIIF_MAX_HEIGHT', maxWidth, 1, 1_000_000),
-      maxArea: read.integer('IIIF_MAX_AREA', 25_000_000, 1, 1_000_000_000_000),
+      maxHeight: read.integer('IIIF_MAX_HEIGHT'),
+      maxArea: read.integer('IIIF_MAX_AREA'),
     },
     maxInputPixels,
     tileSize,
-    cacheMaxAge: read.integer('IIIF_CACHE_MAX_AGE', 86_400, 0, 31_536_000),
-    metadataCacheEntries: read.integer('IIIF_METADATA_CACHE_ENTRIES', 10_000, 1, 10_000_000),
-    resultCacheBytes: read.integer('IIIF_RESULT_CACHE_BYTES', 128 * 1024 * 1024, 0, 64 * 1024 ** 3),
-    resultCacheMaxItemBytes: read.integer('IIIF_RESULT_CACHE_MAX_ITEM_BYTES', 1024 * 1024, 1, 1024 ** 3),
-    // One render per core keeps the CPU busy; a few more cover the I/O waits between them.
-    renderConcurrency: read.integer('IIIF_RENDER_CONCURRENCY', availableParallelism() * 2, 1, 1024),
-    renderQueue: read.integer('IIIF_RENDER_QUEUE', 256, 0, 100_000),
-    largeRenderConcurrency: read.integer('IIIF_LARGE_RENDER_CONCURRENCY', 1, 1, 1024),
-    largeRenderQueue: read.integer('IIIF_LARGE_RENDER_QUEUE', 8, 0, 100_000),
-    queueTimeoutMs: read.integer('IIIF_QUEUE_TIMEOUT_MS', 10_000, 1, 600_000),
-    renderRetryAfterSeconds: read.integer('IIIF_RENDER_RETRY_AFTER_SECONDS', 1, 1, 3_600),
-    largeRenderRetryAfterSeconds: read.integer('IIIF_LARGE_RENDER_RETRY_AFTER_SECONDS', 5, 1, 3_600),
-    conversionRetryAfterSeconds: read.integer('IIIF_CONVERSION_RETRY_AFTER_SECONDS', 30, 1, 3_600),
-    openTileFiles: read.integer('IIIF_OPEN_TILE_FILES', 64, 1, 10_000),
-    largeRenderPixels: read.integer('IIIF_LARGE_RENDER_PIXELS', 1024 * 1024, 1, 1_000_000_000_000),
-    renderMemoryBytes: read.integer('IIIF_RENDER_MEMORY_BYTES', 1024 ** 3, 1024 * 1024, 1024 ** 4),
-    renderTimeoutSeconds: read.integer('IIIF_RENDER_TIMEOUT_SECONDS', 20, 1, 3_600),
-    // libjpeg's own encoder writes at most 100 scans from a script; common encoders write 10 or fewer.
-    maxJpegScans: read.integer('IIIF_MAX_JPEG_SCANS', 100, 1, 100_000),
-    sharpConcurrency: read.integer('IIIF_SHARP_CONCURRENCY', 1, 0, 1024),
-    sharpCacheMb: read.integer('IIIF_SHARP_CACHE_MB', 64, 0, 65_536),
-    source: read.oneOf('IIIF_SOURCE', 'folder', ['folder', 's3']) as Config['source'],
-    s3: undefined,
-    cache: {
-      dir: read.string('IIIF_CACHE_DIR', join(tmpdir(), 'iiif-elastic-cache')),
-      maxBytes: read.integer('IIIF_CACHE_MAX_BYTES', 10 * 1024 ** 3, 1024 * 1024, Number.MAX_SAFE_INTEGER),
+    cacheMaxAge: read.integer('IIIF_CACHE_MAX_AGE'),
+    metadataCacheEntries: read.integer('IIIF_METADATA_CACHE_ENTRIES'),
+    resultCacheBytes: read.integer('IIIF_RESULT_CACHE_BYTES'),
+    resultCacheMaxItemBytes: read.integer('IIIF_RESULT_CACHE_MAX_ITEM_BYTES'),
+    renderConcurrency: read.integer('IIIF_RENDER_CONCURRENCY'),
+    renderQueue: read.integer('IIIF_RENDER_QUEUE'),
+    largeRenderConcurrency: read.integer('IIIF_LARGE_RENDER_CONCURRENCY'),
+    largeRenderQueue: read.integer('IIIF_LARGE_RENDER_QUEUE'),
+    queueTimeoutMs: read.integer('IIIF_QUEUE_TIMEOUT_MS'),
+    renderRetryAfterSeconds: read.integer('IIIF_RENDER_RETRY_AFTER_SECONDS'),
+    largeRenderRetryAfterSeconds: read.integer('IIIF_LARGE_RENDER_RETRY_AFTER_SECONDS'),
+    conversionRetryAfterSeconds: read.integer('IIIF_CONVERSION_RETRY_AFTER_SECONDS'),
+    openTileFiles: read.integer('IIIF_OPEN_TILE_FILES'),
+    encoding: {
+      jpegQuality: read.integer('IIIF_JPEG_QUALITY'),
+      webpQuality: read.integer('IIIF_WEBP_QUALITY'),
+      avifQuality: read.integer('IIIF_AVIF_QUALITY'),
+      avifEffort: read.integer('IIIF_AVIF_EFFORT'),
+      pngCompression: read.integer('IIIF_PNG_COMPRESSION'),
     },
-    adminToken: read.string('IIIF_ADMIN_TOKEN', '') || undefined,
+    largeRenderPixels: read.integer('IIIF_LARGE_RENDER_PIXELS'),
+    renderMemoryBytes: read.integer('IIIF_RENDER_MEMORY_BYTES'),
+    renderTimeoutSeconds: read.integer('IIIF_RENDER_TIMEOUT_SECONDS'),
+    maxJpegScans: read.integer('IIIF_MAX_JPEG_SCANS'),
+    sharpConcurrency: read.integer('IIIF_SHARP_CONCURRENCY'),
+    sharpCacheMb: read.integer('IIIF_SHARP_CACHE_MB'),
+    source,
+    s3: source === 's3' ? readS3(read, problems) : undefined,
+    derivatives: source === 's3' ? readDerivatives(read, problems) : undefined,
+    cache: { dir: read.string('IIIF_CACHE_DIR'), maxBytes: read.integer('IIIF_CACHE_MAX_BYTES') },
+    adminToken: read.string('IIIF_ADMIN_TOKEN') || undefined,
     pyramids: {
-      dir: read.string('IIIF_PYRAMID_DIR', join(tmpdir(), 'iiif-elastic-pyramids')),
-      maxBytes: read.integer('IIIF_PYRAMID_CACHE_MAX_BYTES', 10 * 1024 ** 3, 1024 * 1024, Number.MAX_SAFE_INTEGER),
-      thresholdPixels: read.integer('IIIF_PYRAMID_THRESHOLD_PIXELS', 16_000_000, 0, Number.MAX_SAFE_INTEGER),
-      quality: read.integer('IIIF_PYRAMID_QUALITY', 85, 1, 100),
+      dir: read.string('IIIF_PYRAMID_DIR'),
+      maxBytes: read.integer('IIIF_PYRAMID_CACHE_MAX_BYTES'),
+      thresholdPixels: read.integer('IIIF_PYRAMID_THRESHOLD_PIXELS'),
+      quality: read.integer('IIIF_PYRAMID_QUALITY'),
       // Tiled as info.json advertises, decoded within the same input limit.
       tileSize,
       maxInputPixels,
     },
-    metrics: read.oneOf('IIIF_METRICS', 'on', ['on', 'off']) === 'on',
-    metricsPort: read.optionalInteger('IIIF_METRICS_PORT', 0, 65_535),
-    listLimit: read.integer('IIIF_LIST_LIMIT', 1000, 1, 100_000),
-    // Defaults: HAProxy (inter 1s fall 2) and an ALB notice a failing /health within 5 s, and
-    // the whole drain ends well before ECS's 30 s stopTimeout sends SIGKILL.
-    drainDelayMs: read.integer('IIIF_DRAIN_DELAY_MS', 5_000, 0, 600_000),
-    drainTimeoutMs: read.integer('IIIF_DRAIN_TIMEOUT_MS', 20_000, 1, 600_000),
+    metrics: read.choice('IIIF_METRICS') === 'on',
+    metricsPort: read.optionalInteger('IIIF_METRICS_PORT'),
+    listLimit: read.integer('IIIF_LIST_LIMIT'),
+    drainDelayMs: read.integer('IIIF_DRAIN_DELAY_MS'),
+    drainTimeoutMs: read.integer('IIIF_DRAIN_TIMEOUT_MS'),
   };
-  if (config.source === 's3') config.s3 = readS3(read, problems);
   if (config.adminToken !== undefined && config.adminToken.length < 16) {
     problems.push('IIIF_ADMIN_TOKEN must be at least 16 characters');
   }
@@ -237,11 +250,10 @@ export function loadConfig(env: Env = process.env): Config {
   return config;
 }
 
-function readS3(read: EnvReader, problems: string[]): S3Config {
-  const bucket = read.string('IIIF_S3_BUCKET', '');
+function readS3(read: SettingsReader, problems: string[]): S3Config {
+  const bucket = read.string('IIIF_S3_BUCKET');
   if (bucket === '') problems.push('IIIF_S3_BUCKET must be set when IIIF_SOURCE is s3');
-  const endpoint = read.url('IIIF_S3_ENDPOINT');
-  const prefix = read.string('IIIF_S3_PREFIX', '');
+  const prefix = read.string('IIIF_S3_PREFIX');
   // The identifier is appended to the prefix: "iiif" + "-private/secret.jpg" would read outside it.
   if (prefix !== '' && !prefix.endsWith('/')) {
     problems.push(`IIIF_S3_PREFIX must be empty or end with "/" (a folder), got "${prefix}"; with "${prefix}" an identifier could name keys beside it`);
@@ -249,111 +261,134 @@ function readS3(read: EnvReader, problems: string[]): S3Config {
   return {
     bucket,
     prefix,
-    endpoint,
-    // S3-compatible stores (MinIO, s3rver, Ceph) rarely have per-bucket DNS names.
-    forcePathStyle: read.boolean('IIIF_S3_FORCE_PATH_STYLE', endpoint !== undefined),
-    region: read.string('IIIF_S3_REGION', '') || undefined,
-    timeoutMs: read.integer('IIIF_S3_TIMEOUT_MS', 5_000, 100, 600_000),
-    deadlineMs: read.integer('IIIF_S3_DEADLINE_MS', 20_000, 100, 3_600_000),
-    maxAttempts: read.integer('IIIF_S3_MAX_ATTEMPTS', 3, 1, 10),
-    revalidateSeconds: read.integer('IIIF_S3_REVALIDATE_SECONDS', 300, 0, 31_536_000),
-    negativeTtlSeconds: read.integer('IIIF_S3_NEGATIVE_TTL_SECONDS', 30, 0, 86_400),
-    negativeCacheEntries: read.integer('IIIF_S3_NEGATIVE_CACHE_ENTRIES', 10_000, 1, 10_000_000),
-    memoryFallbackMaxBytes: read.integer('IIIF_S3_MEMORY_FALLBACK_MAX_BYTES', 256 * 1024 ** 2, 0, Number.MAX_SAFE_INTEGER),
-    retryAfterSeconds: read.integer('IIIF_S3_RETRY_AFTER_SECONDS', 5, 1, 3_600),
-    listTtlSeconds: read.integer('IIIF_S3_LIST_TTL_SECONDS', 60, 0, 86_400),
-    // A viewer's first look at a page of thumbnails misses for each image at once; a probe of
-    // thousands of made-up identifiers must not become as many GETs (and temporary files).
-    missRate: read.integer('IIIF_S3_MISS_RATE', 50, 1, 100_000),
-    missBurst: read.integer('IIIF_S3_MISS_BURST', 200, 1, 1_000_000),
+    endpoint: read.optionalUrl('IIIF_S3_ENDPOINT'),
+    forcePathStyle: read.boolean('IIIF_S3_FORCE_PATH_STYLE'),
+    region: read.string('IIIF_S3_REGION') || undefined,
+    timeoutMs: read.integer('IIIF_S3_TIMEOUT_MS'),
+    deadlineMs: read.integer('IIIF_S3_DEADLINE_MS'),
+    maxAttempts: read.integer('IIIF_S3_MAX_ATTEMPTS'),
+    revalidateSeconds: read.integer('IIIF_S3_REVALIDATE_SECONDS'),
+    negativeTtlSeconds: read.integer('IIIF_S3_NEGATIVE_TTL_SECONDS'),
+    negativeCacheEntries: read.integer('IIIF_S3_NEGATIVE_CACHE_ENTRIES'),
+    memoryFallbackMaxBytes: read.integer('IIIF_S3_MEMORY_FALLBACK_MAX_BYTES'),
+    retryAfterSeconds: read.integer('IIIF_S3_RETRY_AFTER_SECONDS'),
+    listTtlSeconds: read.integer('IIIF_S3_LIST_TTL_SECONDS'),
+    missRate: read.integer('IIIF_S3_MISS_RATE'),
+    missBurst: read.integer('IIIF_S3_MISS_BURST'),
   };
 }
 
-class EnvReader {
+/** IIIF_PUBLIC_HOSTS: host names, each with an optional port, lower-cased; undefined when empty. */
+function hostList(value: string, problems: string[]): string[] | undefined {
+  if (value === '') return undefined;
+  const hosts = value.split(',').map((host) => host.trim().toLowerCase());
+  if (hosts.every(isHostName)) return hosts;
+  problems.push(`IIIF_PUBLIC_HOSTS must be a comma-separated list of host names (with optional ports), got "${value}"`);
+  return undefined;
+}
+
+function readDerivatives(read: SettingsReader, problems: string[]): DerivativeConfig | undefined {
+  const prefix = read.string('IIIF_DERIVATIVE_PREFIX');
+  const bucket = read.string('IIIF_DERIVATIVE_BUCKET');
+  if (prefix === '') {
+    if (bucket !== '') problems.push('IIIF_DERIVATIVE_BUCKET is set but IIIF_DERIVATIVE_PREFIX is not');
+    return undefined;
+  }
+  if (prefix.startsWith('/')) problems.push(`IIIF_DERIVATIVE_PREFIX must not start with "/", got "${prefix}"`);
+  return {
+    bucket: bucket || read.string('IIIF_S3_BUCKET'),
+    prefix,
+    leaseSeconds: read.integer('IIIF_DERIVATIVE_LEASE_SECONDS'),
+    waitMs: read.integer('IIIF_DERIVATIVE_WAIT_MS'),
+  };
+}
+
+type Value = number | boolean | string | undefined;
+
+/**
+ * Reads each variable once, as its table entry says: a malformed value is one problem, and
+ * the default stands in for it so the rest of the configuration can still be checked.
+ */
+class SettingsReader implements SettingLookup {
+  private readonly values = new Map<string, Value>();
+
   constructor(
     private readonly env: Env,
     private readonly problems: string[],
   ) {}
 
-  private raw(name: string): string | undefined {
-    const value = this.env[name]?.trim();
-    return value === '' ? undefined : value;
+  value(setting: Setting): Value {
+    if (!this.values.has(setting.name)) this.values.set(setting.name, this.parse(setting));
+    return this.values.get(setting.name);
   }
 
-  string(name: string, fallback: string): string {
-    return this.raw(name) ?? fallback;
+  integer(name: string): number {
+    return this.expect(name, 'number') as number;
   }
 
-  integer(name: string, fallback: number, min: number, max: number): number {
-    return this.optionalInteger(name, min, max) ?? fallback;
+  optionalInteger(name: string): number | undefined {
+    return this.value(settingNamed(name)) as number | undefined;
   }
 
-  optionalInteger(name: string, min: number, max: number): number | undefined {
-    const value = this.raw(name);
-    if (value === undefined) return undefined;
-    const parsed = /^\d+$/.test(value) ? Number(value) : NaN;
-    if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max) {
-      this.problems.push(`${name} must be a whole number from ${min} to ${max}, got "${value}"`);
-      return undefined;
-    }
-    return parsed;
+  boolean(name: string): boolean {
+    return this.expect(name, 'boolean') as boolean;
   }
 
-  boolean(name: string, fallback: boolean): boolean {
-    const value = this.raw(name)?.toLowerCase();
-    if (value === undefined) return fallback;
-    if (['true', '1', 'yes'].includes(value)) return true;
-    if (['false', '0', 'no'].includes(value)) return false;
-    this.problems.push(`${name} must be true or false, got "${value}"`);
-    return fallback;
+  string(name: string): string {
+    return this.expect(name, 'string') as string;
   }
 
-  oneOf(name: string, fallback: string, allowed: string[]): string {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    if (allowed.includes(value)) return value;
-    this.problems.push(`${name} must be one of ${allowed.join(', ')}, got "${value}"`);
-    return fallback;
+  choice(name: string): string {
+    return this.string(name);
   }
 
-  url(name: string): string | undefined {
-    const value = this.raw(name);
-    if (value === undefined) return undefined;
-    const url = URL.canParse(value) ? new URL(value) : undefined;
-    if (!url || !['http:', 'https:'].includes(url.protocol)) {
-      this.problems.push(`${name} must be an absolute http(s) URL, got "${value}"`);
-      return undefined;
-    }
+  optionalUrl(name: string): string | undefined {
+    return this.value(settingNamed(name)) as string | undefined;
+  }
+
+  private expect(name: string, type: 'number' | 'boolean' | 'string'): Value {
+    const value = this.value(settingNamed(name));
+    if (typeof value !== type) throw new ServerError('SETTING_TYPE', `${name} is not a ${type} setting with a default`);
     return value;
   }
 
-  /** A comma-separated list of host names, each with an optional port; undefined when unset. */
-  hostList(name: string): string[] | undefined {
-    const value = this.raw(name);
-    if (value === undefined) return undefined;
-    const hosts = value.split(',').map((host) => host.trim().toLowerCase());
-    const bad = hosts.filter((host) => !isHostName(host));
-    if (bad.length > 0) {
-      this.problems.push(`${name} must be a comma-separated list of host names (with optional ports), got "${value}"`);
-      return undefined;
+  private parse(setting: Setting): Value {
+    const raw = this.env[setting.name]?.trim() || undefined;
+    const fallback = (): Value => ('default' in setting ? (typeof setting.default === 'function' ? setting.default(this) : setting.default) : undefined);
+    if (raw === undefined) return fallback();
+    const problem = (text: string): Value => {
+      this.problems.push(`${setting.name} ${text}, got "${raw}"`);
+      return fallback();
+    };
+    switch (setting.type) {
+      case 'integer': {
+        const parsed = /^\d+$/.test(raw) ? Number(raw) : NaN;
+        const fits = Number.isSafeInteger(parsed) && parsed >= setting.min && parsed <= setting.max;
+        return fits ? parsed : problem(`must be a whole number from ${setting.min} to ${setting.max}`);
+      }
+      case 'boolean': {
+        const lower = raw.toLowerCase();
+        if (['true', '1', 'yes'].includes(lower)) return true;
+        if (['false', '0', 'no'].includes(lower)) return false;
+        this.problems.push(`${setting.name} must be true or false, got "${lower}"`);
+        return fallback();
+      }
+      case 'string':
+        return raw;
+      case 'choice':
+        return setting.choices.includes(raw) ? raw : problem(`must be one of ${setting.choices.join(', ')}`);
+      case 'url': {
+        const url = URL.canParse(raw) ? new URL(raw) : undefined;
+        return url && ['http:', 'https:'].includes(url.protocol) ? raw : problem('must be an absolute http(s) URL');
+      }
+      case 'baseUrl': {
+        if (!URL.canParse(raw)) return problem('must be an absolute http(s) URL');
+        const url = new URL(raw);
+        if (!['http:', 'https:'].includes(url.protocol) || url.search || url.hash || url.username) {
+          return problem('must be a plain http(s) URL without query, fragment or credentials');
+        }
+        return url.href.replace(/\/+$/, '');
+      }
     }
-    return hosts;
-  }
-
-  baseUrl(name: string): string | undefined {
-    const value = this.raw(name);
-    if (value === undefined) return undefined;
-    let url: URL;
-    try {
-      url = new URL(value);
-    } catch {
-      this.problems.push(`${name} must be an absolute http(s) URL, got "${value}"`);
-      return undefined;
-    }
-    if (!['http:', 'https:'].includes(url.protocol) || url.search || url.hash || url.username) {
-      this.problems.push(`${name} must be a plain http(s) URL without query, fragment or credentials, got "${value}"`);
-      return undefined;
-    }
-    return url.href.replace(/\/+$/, '');
   }
 }

@@ -1,18 +1,40 @@
 /**
- * Typed errors. Each carries the HTTP status and a short message a user can act on; the one
- * error handler in src/http maps them to plain-text responses. Modules throw these instead of
- * building responses, so the protocol layer stays free of HTTP concerns.
+ * Every error this server raises on purpose carries a stable code (as fastify's coded errors
+ * do), so logs, tests and operators can tell failures apart without parsing messages. Errors
+ * that end up in a response are IiifErrors, which add the HTTP status.
  */
-export class IiifError extends Error {
+export class ServerError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The configuration cannot work: every problem found, in one line for the orchestrator's log. */
+export class ConfigError extends ServerError {
+  constructor(readonly problems: string[]) {
+    super('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
+  }
+}
+
+/**
+ * Errors that become responses. Each carries the HTTP status and a short message a user can
+ * act on; the one error handler in src/http maps them to plain-text responses. Modules throw
+ * these instead of building responses, so the protocol layer stays free of HTTP concerns.
+ */
+export class IiifError extends ServerError {
   constructor(
     readonly statusCode: number,
-    readonly code: string,
+    code: string,
     message: string,
     /** Extra response headers the error implies (Retry-After on a 503, WWW-Authenticate on a 401). */
     readonly headers: Readonly<Record<string, string>> = {},
   ) {
-    super(message);
-    this.name = 'IiifError';
+    super(code, message);
   }
 }
 
@@ -71,3 +93,9 @@ export function reasonOf(error: unknown): string {
     .replace(/(?:file:\/\/)?(?:[A-Za-z]:)?[/\\][^\s:'"]*(?: [^\s:'"]*[/\\][^\s:'"]*)*/g, '…')
     .slice(0, 200);
 }
+
+/**
+ * A source in a format this server reads only with an optional part the operator has not
+ * installed (JPEG 2000 without the native OpenJPEG decoder). 501: nothing the client can change.
+ */
+export const formatUnavailable = (message: string): IiifError => new IiifError(501, 'IIIF_FORMAT_UNAVAILABLE', message);

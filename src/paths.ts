@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ServerError } from './errors.js';
 
 /**
  * The folder holding package.json. Found by walking up because this module runs both from
@@ -10,7 +11,7 @@ export function projectRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, 'package.json'))) {
     const parent = dirname(dir);
-    if (parent === dir) throw new Error('cannot find the project root (no package.json above this module)');
+    if (parent === dir) throw new ServerError('PROJECT_ROOT_MISSING', 'cannot find the project root (no package.json above this module)');
     dir = parent;
   }
   return dir;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
 import { defaultSampleFolder } from '../src/paths.js';
 
 function problems(env: Record<string, string>): string[] {
@@ -140,6 +141,18 @@ describe('configuration', () => {
       expect(problems({ IIIF_SOURCE: 's3', IIIF_S3_BUCKET: 'b', IIIF_S3_ENDPOINT: 'localhost:9000' }).join()).toMatch(/IIIF_S3_ENDPOINT must be an absolute http\(s\) URL/);
       expect(problems({ IIIF_ADMIN_TOKEN: 'short' }).join()).toMatch(/IIIF_ADMIN_TOKEN must be at least 16 characters/);
       expect(problems({ IIIF_CACHE_MAX_BYTES: '1000' }).join()).toMatch(/IIIF_CACHE_MAX_BYTES/);
+    });
+
+    it('keeps shared derivatives off unless IIIF_DERIVATIVE_PREFIX is set, in the source bucket unless another is named', () => {
+      const s3 = { IIIF_SOURCE: 's3', IIIF_S3_BUCKET: 'images' };
+      expect(loadConfig(s3).derivatives).toBeUndefined();
+      expect(loadConfig({ IIIF_DERIVATIVE_PREFIX: 'derivatives/' }).derivatives).toBeUndefined();
+      expect(loadConfig({ ...s3, IIIF_DERIVATIVE_PREFIX: 'derivatives/' }).derivatives).toEqual({ bucket: 'images', prefix: 'derivatives/', leaseSeconds: 120, waitMs: 10_000 });
+      expect(
+        loadConfig({ ...s3, IIIF_DERIVATIVE_PREFIX: 'd/', IIIF_DERIVATIVE_BUCKET: 'derived', IIIF_DERIVATIVE_LEASE_SECONDS: '300', IIIF_DERIVATIVE_WAIT_MS: '0' }).derivatives,
+      ).toEqual({ bucket: 'derived', prefix: 'd/', leaseSeconds: 300, waitMs: 0 });
+      expect(problems({ ...s3, IIIF_DERIVATIVE_BUCKET: 'derived' })).toEqual(['IIIF_DERIVATIVE_BUCKET is set but IIIF_DERIVATIVE_PREFIX is not']);
+      expect(problems({ ...s3, IIIF_DERIVATIVE_PREFIX: '/derivatives/' })).toEqual(['IIIF_DERIVATIVE_PREFIX must not start with "/", got "/derivatives/"']);
     });
   });
 

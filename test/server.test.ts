@@ -1,5 +1,8 @@
 import { createServer } from 'node:net';
 import { once } from 'node:events';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { startServer, type RunningServer } from '../src/server.js';
@@ -61,5 +64,32 @@ describe('metrics placement', () => {
     } finally {
       blocker.close();
     }
+  });
+});
+
+describe('operator routes', () => {
+  const token = 'a-token-of-sixteen-chars';
+
+  it('live on the metrics listener when IIIF_METRICS_PORT is set, never on the public port', async () => {
+    running = await start({ IIIF_METRICS_PORT: '0', IIIF_ADMIN_TOKEN: token });
+    const purge = (port: number | undefined) => fetch(`http://127.0.0.1:${port}/admin/cache/quadrants.png`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+    expect((await purge(running.port)).status).toBe(404);
+    expect((await purge(running.metricsPort)).status).toBe(204);
+    expect((await fetch(`http://127.0.0.1:${running.metricsPort}/admin/cache/quadrants.png`, { method: 'DELETE' })).status).toBe(401);
+  });
+});
+
+describe('cache folders at start', () => {
+  it('refuses to start, naming the variable, when the pyramid folder cannot be written', async () => {
+    const blocker = join(await mkdtemp(join(tmpdir(), 'iiif-blocked-')), 'a-file');
+    await writeFile(blocker, 'not a folder');
+    // A folder below a regular file cannot exist, whoever we run as (root ignores permissions).
+    await expect(start({ IIIF_PYRAMID_DIR: join(blocker, 'pyramids') })).rejects.toThrow(/^IIIF_PYRAMID_DIR \S+ cannot be written \(ENOTDIR\)/);
+  });
+
+  it('starts with writable folders and leaves no probe file behind', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'iiif-pyramids-'));
+    running = await start({ IIIF_PYRAMID_DIR: join(dir, 'new') });
+    expect(await readdir(join(dir, 'new'))).toEqual([]);
   });
 });

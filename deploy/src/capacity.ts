@@ -1,23 +1,31 @@
 /**
  * deploy/capacity.json: what `npm run capacity` measured for one container. The scaling
- * thresholds and the task's memory and CPU are derived from it, never typed in by hand, so this
- * module is strict: a file that is missing, malformed, or not a real measurement is refused
- * with one line saying what to do.
+ * thresholds, the alarms and the task's memory and CPU are derived from it, never typed in by
+ * hand, so this module is strict: a file that is missing, malformed, or not a real measurement
+ * is refused with one line saying what to do.
  */
 import { readFile } from 'node:fs/promises';
 
-/** One held step of the stepped-rate run. */
+/** One step of the stepped-rate run: the median of its repetitions (peak memory: the largest). */
 export interface CapacityStep {
-  /** Requests per second offered (autocannon's overallRate). */
+  /** Requests per second offered, evenly paced. */
   offeredRate: number;
+  /** Requests per second the load generator really sent on its schedule (below the offer only if it fell behind). */
   achievedRate: number;
+  /** p99 of the requests for images the container already holds: what the SLO applies to. */
   p99Ms: number;
+  /** p99 and slowest of every request, the first touches of cold images included. */
+  p99AllMs: number;
+  maxMs: number;
+  /** p99 of the requests that opened cold images (fetched from S3, perhaps converted), 0 when none. */
+  coldP99Ms: number;
   /** Connection errors and timeouts. */
   errors: number;
   /** Non-2xx answers (503s from admission control included). */
   non2xx: number;
   coresUsed: number;
   peakRssMiB: number;
+  repeats: number;
   /** Why this step failed, or undefined when it held. */
   failure?: string;
 }
@@ -27,7 +35,9 @@ export interface Capacity {
   kind: 'measured' | 'smoke';
   date: string;
   machine: string;
-  /** The limits the one server process ran under, as one ECS container would. */
+  /** How the server ran: the image, its Node, the source and the cache settings. */
+  setup: string;
+  /** The limits the container ran under (docker run --cpus/--memory), as the ECS task has them. */
   container: { cpus: number; memoryLimitMiB: number };
   sloP99Ms: number;
   /** Fraction of the sustainable rate a container is kept at, leaving time to scale out. */
@@ -61,6 +71,9 @@ export async function readCapacity(path: string): Promise<Capacity> {
   }
   return parseCapacity(data, path);
 }
+
+/** The figures of each step the deployment reads (the CPU curve, the latency alarm, the drain check). */
+const STEP_FIGURES = ['offeredRate', 'coresUsed', 'p99AllMs', 'maxMs', 'peakRssMiB'] as const;
 
 /** Checks every field the deployment uses; the message names the file and the field. */
 export function parseCapacity(data: unknown, where: string): Capacity {
@@ -98,6 +111,7 @@ export function parseCapacity(data: unknown, where: string): Capacity {
     kind: 'measured',
     date: text('date'),
     machine: text('machine'),
+    setup: text('setup'),
     container: {
       cpus: number(container, 'container.cpus', (n) => Number.isInteger(n) && n >= 1, 'a whole number ≥ 1'),
       memoryLimitMiB: number(container, 'container.memoryLimitMiB', (n) => Number.isInteger(n) && n >= 128, 'a whole number ≥ 128'),
@@ -108,9 +122,25 @@ export function parseCapacity(data: unknown, where: string): Capacity {
     coresAtSustainable: number(root, 'coresAtSustainable', positive, '> 0'),
     peakRssMiBAtSustainable: number(root, 'peakRssMiBAtSustainable', positive, '> 0'),
     mix: text('mix'),
-    steps: Array.isArray(root.steps) ? (root.steps as CapacityStep[]) : [],
+    steps: [],
   };
-  if (!Array.isArray(root.steps)) problems.push('steps must be an array');
+  if (Array.isArray(root.steps)) {
+    capacity.steps = root.steps.map((step: unknown, i) => {
+      const record = object(step, `steps[${i}]`);
+      for (const figure of STEP_FIGURES) number(record, `steps[${i}].${figure}`, (n) => n >= 0, 'a number ≥ 0');
+      return record as unknown as CapacityStep;
+    });
+    if (!capacity.steps.some((step) => step.offeredRate === capacity.sustainableRequestsPerSecond && step.failure === undefined)) {
+      problems.push(`steps must hold the step at sustainableRequestsPerSecond (${capacity.sustainableRequestsPerSecond}) that held`);
+    }
+  } else {
+    problems.push('steps must be an array');
+  }
   if (problems.length > 0) throw new DeployInputError(`${where}: ${problems.join('; ')}`);
   return capacity;
+}
+
+/** The step at R_max (parseCapacity makes sure there is one). */
+export function sustainableStep(capacity: Capacity): CapacityStep {
+  return capacity.steps.find((step) => step.offeredRate === capacity.sustainableRequestsPerSecond && step.failure === undefined)!;
 }

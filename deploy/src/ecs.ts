@@ -3,9 +3,10 @@
  * shapes are the ECS API's (what `aws ecs register-task-definition --cli-input-json` and
  * `create-service --cli-input-json` take); the CloudFormation stack passes the same objects to
  * its L1 resources, whose property names are the same camelCase words, with its own references
- * in place of the placeholders.
+ * in place of the placeholders. Local runs of the image (deploy/src/local-run.ts) start from
+ * the same task definition.
  */
-import { drain, settings } from './settings.js';
+import { settings } from './settings.js';
 import type { Sizing } from './sizing.js';
 
 /** What only the deployed stack knows: ARNs, names, the image reference. */
@@ -21,6 +22,8 @@ export interface References {
   cluster: string;
   targetGroupArn: string;
   capacityProvider: string;
+  /** The deployment alarms (5xx rate, p99 response time) the circuit breaker watches. */
+  alarmNames: string[];
 }
 
 /**
@@ -38,41 +41,54 @@ export const PLACEHOLDERS: References = {
   cluster: '${CLUSTER}',
   targetGroupArn: '${TARGET_GROUP_ARN}',
   capacityProvider: '${CAPACITY_PROVIDER}',
+  alarmNames: ['${ERROR_RATE_ALARM}', '${LATENCY_ALARM}'],
 };
+
+/** What the task definition needs from the sizing (a local run supplies its own). */
+export type TaskSizing = Pick<Sizing, 'cpuUnits' | 'memoryMiB' | 'memoryReservationMiB' | 'serverEnvironment' | 'timings'>;
 
 const CACHE_VOLUME = 'cache';
 const TMP_VOLUME = 'tmp';
 
 /** The container's environment: the server's own variables (src/config.ts), set for ECS. */
-function environment(refs: References, sizing: Sizing): Array<{ name: string; value: string }> {
-  const { cacheMount, sourceCacheBytes, pyramidCacheBytes, port } = settings.container;
+function environment(refs: References, sizing: TaskSizing): Array<{ name: string; value: string }> {
+  const { cacheMount, sourceCacheBytes, pyramidCacheBytes, port, metricsPort } = settings.container;
   const variables: Record<string, string | number | boolean> = {
     PORT: port,
+    // /metrics (and the operator routes) on their own port, which the load balancer never sees.
+    IIIF_METRICS_PORT: metricsPort,
+    // The SDK's region: on EC2 nothing else guarantees one inside a container.
+    AWS_REGION: refs.region,
     IIIF_SOURCE: 's3',
     IIIF_S3_BUCKET: refs.bucket,
     IIIF_S3_PREFIX: refs.bucketPrefix,
-    IIIF_CACHE_DIR: `${cacheMount}/source`,
+    // The image's own folders below its VOLUME (docker/Dockerfile), which the cache volume is mounted on.
+    IIIF_CACHE_DIR: `${cacheMount}/sources`,
     IIIF_CACHE_MAX_BYTES: sourceCacheBytes,
     IIIF_PYRAMID_DIR: `${cacheMount}/pyramids`,
     IIIF_PYRAMID_CACHE_MAX_BYTES: pyramidCacheBytes,
     ...sizing.serverEnvironment,
-    // The ALB sets X-Forwarded-Proto/Host and keeps the access logs.
+    // The ALB sets X-Forwarded-Proto/Host and keeps the access logs (in the stack's log bucket).
     IIIF_TRUST_PROXY: true,
     IIIF_ACCESS_LOG: false,
-    [drain.delay.variable]: drain.delay.ms,
-    [drain.timeout.variable]: drain.timeout.ms,
+    ...sizing.timings.environment,
   };
   return Object.entries(variables).map(([name, value]) => ({ name, value: String(value) }));
 }
 
-export function taskDefinition(refs: References, sizing: Sizing) {
-  const { name, port, healthPath, healthStartPeriodSeconds, nofile, cacheMount, tmpMount } = settings.container;
+export function taskDefinition(refs: References, sizing: TaskSizing) {
+  const { name, port, metricsPort, healthPath, healthStartPeriodSeconds, nofile, cacheMount, tmpMount } = settings.container;
+  const { intervalSeconds, timeoutSeconds, retries } = settings.containerHealthCheck;
   // The image has Node but maybe no curl: the health check asks with Node's own fetch.
   const probe = `fetch('http://127.0.0.1:${port}${healthPath}').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`;
   return {
     family: settings.name,
     networkMode: 'bridge',
     requiresCompatibilities: ['EC2'],
+    // Task-level CPU is a hard cap (a CFS quota) on EC2, where the container's `cpu` is only a
+    // share: the same limit the capacity run measured under (docker run --cpus).
+    cpu: String(sizing.cpuUnits),
+    memory: String(sizing.memoryMiB),
     executionRoleArn: refs.executionRoleArn,
     taskRoleArn: refs.taskRoleArn,
     // Task-scoped Docker volumes: writable space beside a read-only root, removed with the task.
@@ -85,10 +101,10 @@ export function taskDefinition(refs: References, sizing: Sizing) {
         cpu: sizing.cpuUnits,
         memory: sizing.memoryMiB,
         memoryReservation: sizing.memoryReservationMiB,
-        portMappings: [{ containerPort: port, hostPort: 0, protocol: 'tcp' }],
-        healthCheck: { command: ['CMD', 'node', '-e', probe], interval: 10, timeout: 5, retries: 3, startPeriod: healthStartPeriodSeconds },
+        portMappings: [port, metricsPort].map((containerPort) => ({ containerPort, hostPort: 0, protocol: 'tcp' })),
+        healthCheck: { command: ['CMD', 'node', '-e', probe], interval: intervalSeconds, timeout: timeoutSeconds, retries, startPeriod: healthStartPeriodSeconds },
         linuxParameters: { initProcessEnabled: true },
-        stopTimeout: sizing.stopTimeoutSeconds,
+        stopTimeout: sizing.timings.stopTimeoutSeconds,
         ulimits: [{ name: 'nofile', softLimit: nofile, hardLimit: nofile }],
         readonlyRootFilesystem: true,
         mountPoints: [
@@ -100,6 +116,8 @@ export function taskDefinition(refs: References, sizing: Sizing) {
           // non-blocking: a slow CloudWatch never stalls the server's stdout (and so its requests).
           options: { 'awslogs-group': refs.logGroup, 'awslogs-region': refs.region, 'awslogs-stream-prefix': name, mode: 'non-blocking', 'max-buffer-size': '4m' },
         },
+        // The CloudWatch agent's Prometheus discovery on ECS finds the metrics port by these labels.
+        dockerLabels: { ECS_PROMETHEUS_EXPORTER_PORT: String(metricsPort), ECS_PROMETHEUS_JOB_NAME: settings.name },
         environment: environment(refs, sizing),
       },
     ],
@@ -124,6 +142,8 @@ export function serviceDefinition(refs: References) {
       minimumHealthyPercent: settings.service.minimumHealthyPercent,
       maximumPercent: settings.service.maximumPercent,
       deploymentCircuitBreaker: { enable: true, rollback: true },
+      // A rollout that raises the 5xx rate or p99 latency is rolled back too, not only one whose tasks fail.
+      alarms: { alarmNames: refs.alarmNames, enable: true, rollback: true },
     },
     // Across availability zones first, then fill hosts by memory so idle hosts can be scaled in.
     placementStrategy: [

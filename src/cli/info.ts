@@ -1,6 +1,6 @@
 import { loadConfig } from '../config.js';
 import type { ApiVersion } from '../iiif/request.js';
-import { openPipeline } from '../server.js';
+import { createRuntime } from '../runtime.js';
 import { UsageError, type Command } from './command.js';
 import { environmentWith, settingOptions, settingsHelp } from './settings.js';
 
@@ -24,10 +24,9 @@ export const infoCommand: Command = {
     if (!version) throw new UsageError(`--api must be 2 or 3, got "${String(values.api)}"`);
     const identifier = positionals[0]!;
     const config = loadConfig(environmentWith(values));
-    const { images } = await openPipeline(config);
-    const image = await images.resolve(identifier);
-    const root = config.baseUrl ?? `http://localhost:${config.port}`;
-    const info = images.info(version, `${root}/iiif/${version}/${encodeURIComponent(identifier)}`, image);
+    const runtime = await createRuntime(config);
+    const info = await runtime.service.infoDocument(identifier, version, config.baseUrl ?? `http://localhost:${config.port}`);
+    runtime.close();
     process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
   },
 };

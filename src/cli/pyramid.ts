@@ -1,6 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { loadConfig } from '../config.js';
-import { openPipeline } from '../server.js';
+import { ServerError } from '../errors.js';
+import { createRuntime } from '../runtime.js';
 import { UsageError, type Command } from './command.js';
 import { environmentWith, settingOptions, settingsHelp } from './settings.js';
 
@@ -56,9 +57,9 @@ export const pyramidCommand: Command = {
     const limit = Number(values.limit);
     if (!Number.isSafeInteger(limit) || limit < 1) throw new UsageError(`--limit must be a whole number above 0, got "${String(values.limit)}"`);
     const config = loadConfig({ ...environmentWith(values), ...sourceSettings(positionals[0]!) });
-    if (config.pyramids.thresholdPixels === 0) throw new Error('IIIF_PYRAMID_THRESHOLD_PIXELS is 0: nothing would be converted');
-    const { images, source, pyramids } = await openPipeline(config);
-    if (!source.list) throw new Error('this source cannot list its images');
+    if (config.pyramids.thresholdPixels === 0) throw new ServerError('CLI_NOTHING_TO_DO', 'IIIF_PYRAMID_THRESHOLD_PIXELS is 0: nothing would be converted');
+    const { images, source, pyramids } = await createRuntime(config);
+    if (!source.list) throw new ServerError('SOURCE_CANNOT_LIST', 'this source cannot list its images');
     const identifiers = await source.list(limit);
     const show = progress(identifiers.length);
     const counts = { built: 0, kept: 0, flat: 0 };
@@ -79,6 +80,6 @@ export const pyramidCommand: Command = {
     if (process.stderr.isTTY) process.stderr.write('\n');
     images.close();
     process.stdout.write(`${identifiers.length} images: ${counts.built} pyramids built, ${counts.kept} already built, ${counts.flat} not needed, ${failures.length} failed\n`);
-    if (failures.length > 0) throw new Error(`${failures.length} image(s) could not be converted; first: ${failures[0]}`);
+    if (failures.length > 0) throw new ServerError('CLI_CONVERSIONS_FAILED', `${failures.length} image(s) could not be converted; first: ${failures[0]}`);
   },
 };

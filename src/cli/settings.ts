@@ -1,35 +1,11 @@
-import { loadConfig } from '../config.js';
+import { SETTINGS as TABLE } from '../config/settings.js';
 import type { Options } from './command.js';
-
-/**
- * The environment variables src/config.ts reads, found by letting it read an environment that
- * records every name asked for (and says IIIF_SOURCE=s3, so the S3 settings are read too). So
- * each new setting gets its flag without a second list to keep in step, and every value is
- * still validated in exactly one place.
- */
-function settingVariables(): string[] {
-  const seen: string[] = [];
-  const recorder = new Proxy<Record<string, string | undefined>>(
-    {},
-    {
-      get(_target, name) {
-        if (typeof name === 'string' && !seen.includes(name)) seen.push(name);
-        return name === 'IIIF_SOURCE' ? 's3' : undefined;
-      },
-    },
-  );
-  try {
-    loadConfig(recorder);
-  } catch {
-    // Defaults that fail validation do not matter here: only the names read do.
-  }
-  return seen;
-}
 
 /** IIIF_FILE_ROOT → file-root, PORT → port, LOG_LEVEL → log-level. */
 const flagFor = (variable: string): string => variable.replace(/^IIIF_/, '').toLowerCase().replaceAll('_', '-');
 
-const SETTINGS = settingVariables().map((variable) => ({ variable, flag: flagFor(variable) }));
+/** A flag for every setting in the table, so a new setting gets its flag without a second list. */
+const SETTINGS = TABLE.map(({ name }) => ({ variable: name, flag: flagFor(name) }));
 
 /** A `--flag <value>` for every setting. */
 export const settingOptions: Options = Object.fromEntries(SETTINGS.map(({ flag }) => [flag, { type: 'string' }]));

@@ -1,10 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
-import type { Config } from '../config.js';
-import { Images } from '../image/images.js';
-import type { Pyramids } from '../image/pyramid/store.js';
-import { Metrics, type RouteKind } from '../metrics.js';
-import type { ImageSource } from '../source/source.js';
+import type { RouteKind } from '../metrics.js';
+import type { Runtime } from '../runtime.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import { registerErrorHandling, sendError } from './error-handler.js';
 import { registerIiifRoutes } from './iiif-routes.js';
@@ -18,12 +15,6 @@ import { serverTimeouts } from './timeouts.js';
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export interface AppOptions {
-  config: Config;
-  source: ImageSource;
-  /** Where pyramids made on first touch are kept; without it images are read as they are. */
-  pyramids?: Pyramids;
-  /** The process's metrics registry; a fresh one when omitted (tests). */
-  metrics?: Metrics;
   /** Defaults to JSON lines at config.logLevel; tests pass false. */
   logger?: boolean;
   /** Whether the process is draining; `/health` fails while it is. A fresh one when omitted. */
@@ -37,14 +28,9 @@ declare module 'fastify' {
   }
 }
 
-export function buildApp({
-  config,
-  source,
-  pyramids,
-  metrics = new Metrics(),
-  logger = true,
-  lifecycle = new Lifecycle(),
-}: AppOptions): FastifyInstance {
+/** The HTTP side of a runtime: routes, hooks and error handling. Closing the app closes the runtime. */
+export function buildApp(runtime: Runtime, { logger = true, lifecycle = new Lifecycle() }: AppOptions = {}): FastifyInstance {
+  const { config, metrics } = runtime;
   const app = Fastify({
     logger: logger ? { level: config.logLevel } : false,
     logController: new LogController({ disableRequestLogging: !config.accessLog }),
@@ -90,10 +76,10 @@ export function buildApp({
   });
   // With IIIF_METRICS_PORT the scrape endpoint lives on its own listener (src/server.ts) only.
   if (config.metrics && config.metricsPort === undefined) registerMetricsRoute(app, metrics);
-  const images = new Images(source, config, metrics, pyramids);
-  app.addHook('onClose', async () => images.close());
-  registerIiifRoutes(app, images, config);
-  if (config.adminToken) registerAdminRoutes(app, images, config.adminToken);
-  registerViewer(app, source, images, config);
+  app.addHook('onClose', async () => runtime.close());
+  registerIiifRoutes(app, runtime.service, config);
+  // With IIIF_METRICS_PORT the operator routes live on that private listener (src/server.ts) only.
+  if (config.adminToken && config.metricsPort === undefined) registerAdminRoutes(app, runtime.images, config.adminToken);
+  registerViewer(app, runtime.source, runtime.images, config);
   return app;
 }

@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { IiifError } from '../errors.js';
-import { errorPage } from './viewer.js';
+import { errorPage } from './html.js';
 
 /**
  * The one place errors become responses: a status and a short plain-text reason. Our own

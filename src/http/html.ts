@@ -36,3 +36,15 @@ ${scripts}
 </html>
 `;
 }
+
+/** An error as a small page, for the routes marked htmlErrors, linking back to the index. */
+export function errorPage(status: number, message: string, url: string): string {
+  // Relative, like every other link here: one "../" per folder level of the requested path.
+  const depth = url.split('?')[0]!.split('/').length - 2;
+  const toRoot = '../'.repeat(depth);
+  return page({
+    title: `Error ${status}`,
+    toRoot,
+    body: `<header><nav aria-label="Breadcrumb"><a href="${toRoot || './'}">All images</a></nav><h1>Error ${status}</h1></header>\n<main id="main"><p>${escapeHtml(message)}</p></main>`,
+  });
+}

@@ -10,9 +10,10 @@ export function registerMetricsRoute(app: FastifyInstance, metrics: Metrics): vo
 }
 
 /**
- * The small second listener used when IIIF_METRICS_PORT is set: only /metrics, so a deployment
- * can keep the scrape port private (security group, no load-balancer target) while the main
- * port is public. Everything else there is a plain 404.
+ * The small second listener used when IIIF_METRICS_PORT is set: /metrics, and the operator
+ * routes when a token is set (src/server.ts adds them), so a deployment keeps both on a private port
+ * (security group, no load-balancer target) while the main port is public. Everything else
+ * there is a plain 404.
  */
 export function buildMetricsApp(metrics: Metrics): FastifyInstance {
   const app = Fastify({ logger: false });

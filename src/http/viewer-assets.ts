@@ -4,7 +4,7 @@ import { dirname, extname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { notFound } from '../errors.js';
 import { projectRoot } from '../paths.js';
-import { entityTag, isNotModified } from './conditional.js';
+import { entityTag, isNotModified } from '../iiif/conditional.js';
 
 interface Asset {
   body: Buffer;
@@ -60,7 +60,7 @@ export function registerViewerAssets(app: FastifyInstance, assets: Map<string, A
         .header('cache-control', `public, max-age=${ASSET_MAX_AGE}`)
         .header('etag', asset.etag)
         .header('last-modified', asset.loadedAt.toUTCString());
-      if (isNotModified(request, asset.etag, asset.loadedAt)) return reply.code(304).send();
+      if (isNotModified(request.headers, asset.etag, asset.loadedAt)) return reply.code(304).send();
       return reply.type(asset.type).send(asset.body);
     },
   });

@@ -4,7 +4,7 @@ import { notFound } from '../errors.js';
 import type { Images } from '../image/images.js';
 import type { ImageSource } from '../source/source.js';
 import { escapeHtml, page } from './html.js';
-import { decodeSegment } from './iiif-path.js';
+import { decodeSegment } from '../iiif/path.js';
 import { loadViewerAssets, registerViewerAssets } from './viewer-assets.js';
 
 declare module 'fastify' {
@@ -99,14 +99,3 @@ function viewerPage(identifier: string, width: number, height: number): string {
   });
 }
 
-/** An error as a small page, for the routes marked htmlErrors, linking back to the index. */
-export function errorPage(status: number, message: string, url: string): string {
-  // Relative, like every other link here: one "../" per folder level of the requested path.
-  const depth = url.split('?')[0]!.split('/').length - 2;
-  const toRoot = '../'.repeat(depth);
-  return page({
-    title: `Error ${status}`,
-    toRoot,
-    body: `<header><nav aria-label="Breadcrumb"><a href="${toRoot || './'}">All images</a></nav><h1>Error ${status}</h1></header>\n<main id="main"><p>${escapeHtml(message)}</p></main>`,
-  });
-}

@@ -122,12 +122,13 @@ export class Images {
       const cut = cropJpegCorner(stored, spot.crop.width, spot.crop.height);
       if (cut) return { data: cut, level: level.page, method: 'cut' };
     }
+    const { encoding } = this.config;
     const deadline = { seconds: this.config.renderTimeoutSeconds, retryAfterSeconds: this.retryAfter[plan.lane] };
     return this.admission.run(plan.lane, async () => {
       const done = this.metrics.renderSeconds.startTimer({ format: plan.format });
       try {
-        if (spot) return { ...(await renderFrom(sharp(stored ?? (await readTile())), spot.crop, plan, level.page, deadline)), method: 'tile' };
-        return { ...(await render(image.input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, deadline)), method: 'sharp' };
+        if (spot) return { ...(await renderFrom(sharp(stored ?? (await readTile())), spot.crop, plan, level.page, encoding, deadline)), method: 'tile' };
+        return { ...(await render(image.input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, encoding, deadline)), method: 'sharp' };
       } finally {
         done();
       }

@@ -1,7 +1,7 @@
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { extname, join, sep } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { notFound } from '../errors.js';
+import { notFound, ServerError } from '../errors.js';
 import { checkIdentifier, isServable, printable } from './identifier.js';
 import type { ImageSource, SourceRef } from './source.js';
 
@@ -33,9 +33,9 @@ export class FolderSource implements ImageSource {
     try {
       real = await realpath(root);
     } catch {
-      throw new Error(`IIIF_FILE_ROOT "${root}" does not exist`);
+      throw new ServerError('SOURCE_ROOT_MISSING', `IIIF_FILE_ROOT "${root}" does not exist`);
     }
-    if (!(await stat(real)).isDirectory()) throw new Error(`IIIF_FILE_ROOT "${root}" is not a folder`);
+    if (!(await stat(real)).isDirectory()) throw new ServerError('SOURCE_ROOT_NOT_FOLDER', `IIIF_FILE_ROOT "${root}" is not a folder`);
     return new FolderSource(real, recheckMs);
   }
 

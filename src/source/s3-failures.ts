@@ -1,4 +1,5 @@
 import { IncompleteWriteError } from '../cache/disk-cache.js';
+import { ServerError } from '../errors.js';
 
 /** How one S3 request ended; the values label iiif_source_fetch_total. */
 export type FetchResult =
@@ -14,18 +15,16 @@ export type FetchResult =
 export const FETCH_RESULTS: readonly FetchResult[] = ['ok', 'not_modified', 'not_found', 'denied', 'throttled', 'unavailable', 'incomplete', 'error'];
 
 /** Thrown by a conditional GET whose object has not changed (S3 answers 304 as an error). */
-export class NotModified extends Error {
+export class NotModified extends ServerError {
   constructor() {
-    super('not modified');
-    this.name = 'NotModified';
+    super('S3_NOT_MODIFIED', 'not modified');
   }
 }
 
 /** A body that ended before its Content-Length, whatever layer noticed it. */
-export class IncompleteBody extends Error {
+export class IncompleteBody extends ServerError {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'IncompleteBody';
+    super('S3_INCOMPLETE_BODY', message, options);
   }
 }
 

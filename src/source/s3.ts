@@ -9,7 +9,7 @@ import { CacheUnavailableError, DiskCache, type CachedFile, type Log } from '../
 import { SingleFlight } from '../cache/single-flight.js';
 import type { Config, S3Config } from '../config.js';
 import { Memo } from '../cache/memo.js';
-import { badGateway, IiifError, notFound, overloaded, sourceUnavailable } from '../errors.js';
+import { badGateway, ConfigError, IiifError, notFound, overloaded, sourceUnavailable } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { checkIdentifier, printable } from './identifier.js';
 import { classify, FETCH_RESULTS, IncompleteBody, NotModified, type FetchResult } from './s3-failures.js';
@@ -76,7 +76,7 @@ export class S3Source implements ImageSource {
   /** One S3 client and one disk cache per process. */
   static async open(config: Config, metrics: Metrics, log: Log): Promise<S3Source> {
     const s3 = config.s3;
-    if (!s3) throw new Error('IIIF_SOURCE=s3 needs the S3 settings');
+    if (!s3) throw new ConfigError(['IIIF_SOURCE=s3 needs the S3 settings']);
     const client = new S3Client({
       ...(s3.region ? { region: s3.region } : {}),
       ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),

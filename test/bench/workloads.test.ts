@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { shuffled, tilePaths } from '../../bench/workloads.js';
-import { workloads } from '../../bench/run.js';
+import { runBenchmarks, workloads } from '../../bench/run.js';
 
 describe('benchmark workloads', () => {
   it('enumerate every tile of every level like a 256-px deep-zoom viewer', () => {
@@ -20,5 +20,11 @@ describe('benchmark workloads', () => {
     expect(w1.paths.length).toBeGreaterThanOrEqual(5000);
     expect(shuffled([1, 2, 3, 4, 5])).toEqual(shuffled([1, 2, 3, 4, 5]));
     expect(shuffled([1, 2, 3, 4, 5])).not.toEqual([1, 2, 3, 4, 5]);
+  });
+});
+
+describe('npm run bench', () => {
+  it('refuses an unknown workload before starting anything', async () => {
+    await expect(runBenchmarks(['W9'])).rejects.toThrow('unknown workload W9; choose from W1, W2, W3, W4, W5');
   });
 });

@@ -123,20 +123,3 @@ describe('iiif-elastic serve', () => {
     expect(result.stderr).toBe('iiif-elastic: invalid configuration: PORT must be a whole number from 0 to 65535, got "eighty"\n');
   });
 });
-
-describe('iiif-elastic bench', () => {
-  it('refuses an unknown workload with one line, before starting anything', async () => {
-    const result = await cli('bench', 'W9');
-    expect(result.code).toBe(1);
-    expect(result.stderr).toBe('iiif-elastic: unknown workload W9; choose from W1, W2, W3, W4, W5\n');
-  });
-});
-
-describe('iiif-elastic capacity', () => {
-  it('passes its own options to the capacity run and refuses bad ones with one line', async () => {
-    const result = await cli('capacity', '--cpus', 'many');
-    expect(result.code).toBe(1);
-    expect(result.stderr.trim().split('\n')).toHaveLength(1);
-    expect(result.stderr).toMatch(/^iiif-elastic: .*cpus/);
-  });
-});

@@ -7,8 +7,13 @@ import { projectRoot } from '../../src/paths.js';
 export const CLI = join(projectRoot(), 'dist', 'src', 'cli.js');
 
 /** Runs `iiif-elastic …` to completion with a bare environment. */
-export async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH } });
+export function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return cliWith({}, ...args);
+}
+
+/** Runs `iiif-elastic …` with a bare environment plus `env` (credentials for a test S3 server). */
+export async function cliWith(env: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, ...env } });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk) => (stdout += chunk));

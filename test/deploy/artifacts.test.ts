@@ -26,5 +26,6 @@ describe('committed deploy artifacts', () => {
       const [expected, actual] = await Promise.all([readFile(join(fresh, relative), 'utf8'), readFile(join(deployDir(), relative), 'utf8').catch(() => 'missing')]);
       expect(actual, `deploy/${relative} is stale: run npm run deploy:render`).toBe(expected);
     }
-  });
+    // Rendering synthesizes a CDK app: far slower on a loaded machine, and nothing here depends on speed.
+  }, 10 * 60_000);
 });

@@ -3,11 +3,11 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { manyScanJpeg } from '../../bench/crafted.js';
 import { makeFixtures, pngBomb } from '../fixtures.js';
 import { appFor } from './helpers.js';
 
-// Broken and hostile files in a folder whose path is easy to spot: every request for them is
+// Broken and hostile files in a folder whose path is easy to spot (the many-scan JPEG, made with
+// Debian's jpegtran, is in test/image/jpeg-scans.system.test.ts): every request for them is
 // answered (a 4xx when the file cannot be served; never a 5xx, never a hang), and no error
 // names a local path.
 
@@ -33,7 +33,6 @@ beforeAll(async () => {
     'corrupt.jpg': Buffer.concat([jpeg.subarray(0, 200), Buffer.alloc(4096, 0x33)]),
     'truncated.jpg': jpeg.subarray(0, jpeg.length >> 1),
     'header-only.jpg': jpeg.subarray(0, 600),
-    'scans.jpg': await manyScanJpeg(600, 400),
     'bad-crc.png': Buffer.concat([png.subarray(0, 40), Buffer.from([0, 0, 0, 0]), png.subarray(44)]),
     'truncated.png': png.subarray(0, png.length >> 1),
     'bomb.png': pngBomb(60_000, 60_000),

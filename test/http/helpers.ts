@@ -4,11 +4,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../../src/config.js';
 import { buildApp } from '../../src/http/app.js';
-import { Pyramids } from '../../src/image/pyramid/store.js';
-import { Metrics } from '../../src/metrics.js';
-import { FolderSource } from '../../src/source/folder.js';
-
-const quiet = { warn: () => undefined, info: () => undefined };
+import { createRuntime } from '../../src/runtime.js';
 
 /**
  * A real app over a fixture folder, configured through the same environment parsing and wired
@@ -17,9 +13,7 @@ const quiet = { warn: () => undefined, info: () => undefined };
 export async function appFor(root: string, env: Record<string, string> = {}): Promise<FastifyInstance> {
   const pyramidDir = env.IIIF_PYRAMID_DIR ?? (await mkdtemp(join(tmpdir(), 'iiif-pyramids-')));
   const config = loadConfig({ IIIF_FILE_ROOT: root, IIIF_PYRAMID_DIR: pyramidDir, ...env });
-  const metrics = new Metrics();
-  const pyramids = config.pyramids.thresholdPixels > 0 ? await Pyramids.open(config.pyramids, metrics, quiet) : undefined;
-  const app = buildApp({ config, source: await FolderSource.open(root, config.sourceRecheckMs), pyramids, metrics, logger: false });
+  const app = buildApp(await createRuntime(config), { logger: false });
   await app.ready();
   return app;
 }

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { buildApp } from '../../src/http/app.js';
+import { createRuntime } from '../../src/runtime.js';
 import { FolderSource } from '../../src/source/folder.js';
 import { makeFixtures } from '../fixtures.js';
 import { appFor } from './helpers.js';
@@ -67,7 +68,8 @@ describe('the index page', () => {
 
   it('says so when the source cannot list its images', async () => {
     const folder = await FolderSource.open(root);
-    const unlisted = buildApp({ config: loadConfig({ IIIF_FILE_ROOT: root }), source: { resolve: (id) => folder.resolve(id) }, logger: false });
+    const runtime = await createRuntime(loadConfig({ IIIF_FILE_ROOT: root }), { source: { resolve: (id) => folder.resolve(id) } });
+    const unlisted = buildApp(runtime, { logger: false });
     const response = await unlisted.inject('/');
     await unlisted.close();
     expect(response.statusCode).toBe(200);

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
 import { IiifError } from '../../src/errors.js';
 import { parseImageRequest } from '../../src/iiif/parse.js';
 import { planRender } from '../../src/iiif/plan.js';
@@ -91,7 +92,7 @@ describe('the render deadline', () => {
     const input = sharp(await noise.png().toBuffer());
     // A 25 megapixel PNG of noise takes several seconds; the deadline is one.
     const plan = planRender(3, parseImageRequest(3, 'full', '^5000,5000', '0', 'default.png'), { width: 1000, height: 1000 }, LIMITS);
-    const outcome = await renderFrom(input, undefined, plan, 0, { seconds: 1, retryAfterSeconds: 3 }).catch((error: unknown) => error);
+    const outcome = await renderFrom(input, undefined, plan, 0, loadConfig({}).encoding, { seconds: 1, retryAfterSeconds: 3 }).catch((error: unknown) => error);
     expect(outcome).toBeInstanceOf(IiifError);
     expect(outcome).toMatchObject({ statusCode: 503, headers: { 'retry-after': '3' } });
     expect((outcome as Error).message).toMatch(/took longer than the 1 s allowed/);

@@ -2,8 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Log } from '../../src/cache/disk-cache.js';
 import { loadConfig } from '../../src/config.js';
 import { buildApp } from '../../src/http/app.js';
-import { Metrics } from '../../src/metrics.js';
-import { openSource } from '../../src/source/open.js';
+import { createRuntime } from '../../src/runtime.js';
 import type { ImageSource } from '../../src/source/source.js';
 import { BUCKET, type S3Store } from './s3-store.js';
 
@@ -35,9 +34,9 @@ export async function s3App(store: S3Store, cacheDir: string, env: Record<string
     warn: (_details, message) => logs.push({ level: 'warn', message }),
     info: (_details, message) => logs.push({ level: 'info', message }),
   };
-  const metrics = new Metrics();
-  const source = await openSource(config, metrics, log);
-  const app = buildApp({ config, source, metrics, logger: false });
+  const runtime = await createRuntime(config, { log });
+  const { source, metrics } = runtime;
+  const app = buildApp(runtime, { logger: false });
   await app.ready();
   const metric = async (line: string) => {
     const text = await metrics.registry.metrics();

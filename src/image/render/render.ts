@@ -1,4 +1,5 @@
 import sharp, { type Sharp } from 'sharp';
+import type { Encoding } from '../../config.js';
 import { overloaded, reasonOf, undecodableSource } from '../../errors.js';
 import type { Rect, RenderPlan } from '../../iiif/plan.js';
 import type { Format } from '../../iiif/request.js';
@@ -30,13 +31,14 @@ export function render(
   { level, region }: LevelRead,
   plan: RenderPlan,
   maxInputPixels: number,
+  encoding: Encoding,
   deadline?: RenderDeadline,
 ): Promise<Rendered> {
   let image = sharp(path, { page: level.page, limitInputPixels: maxInputPixels });
   if (autoOrient) image = image.autoOrient();
   // Without an extract sharp can shrink JPEG and WebP while decoding (shrink-on-load).
   const whole = region.width === level.width && region.height === level.height;
-  return renderFrom(image, whole ? undefined : region, plan, level.page, deadline);
+  return renderFrom(image, whole ? undefined : region, plan, level.page, encoding, deadline);
 }
 
 /**
@@ -45,7 +47,14 @@ export function render(
  * deadline libvips stops the pipeline and the request is answered 503 with Retry-After (the
  * time went to a crowded machine or a costly source; the plan's estimate said it would fit).
  */
-export async function renderFrom(input: Sharp, region: Rect | undefined, plan: RenderPlan, level: number, deadline?: RenderDeadline): Promise<Rendered> {
+export async function renderFrom(
+  input: Sharp,
+  region: Rect | undefined,
+  plan: RenderPlan,
+  level: number,
+  encoding: Encoding,
+  deadline?: RenderDeadline,
+): Promise<Rendered> {
   const opaque = !HAS_ALPHA[plan.format] || plan.quality === 'bitonal';
   let image = input;
   if (region) image = image.extract({ left: region.x, top: region.y, width: region.width, height: region.height });
@@ -53,7 +62,7 @@ export async function renderFrom(input: Sharp, region: Rect | undefined, plan: R
   if (opaque) image = image.flatten({ background: WHITE });
   if (plan.mirror) image = image.flop();
   if (plan.degrees !== 0) image = image.rotate(plan.degrees, { background: opaque ? WHITE : TRANSPARENT });
-  image = encode(applyQuality(image, plan), plan.format);
+  image = encode(applyQuality(image, plan), plan.format, encoding);
   if (deadline) image = image.timeout({ seconds: deadline.seconds });
   try {
     const data = await image.toBuffer();
@@ -78,19 +87,19 @@ function applyQuality(image: Sharp, plan: RenderPlan): Sharp {
   }
 }
 
-function encode(image: Sharp, format: Format): Sharp {
+function encode(image: Sharp, format: Format, encoding: Encoding): Sharp {
   switch (format) {
     case 'jpg':
-      return image.jpeg({ quality: 85 });
+      return image.jpeg({ quality: encoding.jpegQuality });
     case 'png':
-      return image.png({ compressionLevel: 6 });
+      return image.png({ compressionLevel: encoding.pngCompression });
     case 'webp':
-      return image.webp({ quality: 80 });
+      return image.webp({ quality: encoding.webpQuality });
     case 'gif':
       return image.gif();
     case 'tif':
       return image.tiff({ compression: 'lzw' });
     case 'avif':
-      return image.avif({ quality: 50, effort: 2 });
+      return image.avif({ quality: encoding.avifQuality, effort: encoding.avifEffort });
   }
 }

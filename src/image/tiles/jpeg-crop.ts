@@ -1,3 +1,5 @@
+import { ServerError } from '../../errors.js';
+
 /**
  * Cuts the top-left corner out of a baseline JPEG without decoding a pixel: the entropy-coded
  * blocks are Huffman-decoded, the ones outside the corner are dropped, the kept ones are coded
@@ -24,7 +26,11 @@ export function cropJpegCorner(jpeg: Uint8Array, width: number, height: number):
 }
 
 /** The stream is corrupt, or uses something this coder leaves to libjpeg. */
-class Unsupported extends Error {}
+class Unsupported extends ServerError {
+  constructor() {
+    super('JPEG_CUT_UNSUPPORTED', 'the stream is corrupt or needs a full decoder');
+  }
+}
 
 interface HuffmanTable {
   /** 9-bit prefix → symbol << 8 | code length, or 0 when the code is longer. */

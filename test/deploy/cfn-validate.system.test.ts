@@ -15,11 +15,15 @@ import { capacityFile, measuredCapacity } from './fixtures.js';
 let out: string;
 let engine: Engine;
 
+// Synthesis and validation are CPU-bound: seconds on an idle machine, minutes on a loaded one.
+// Nothing here depends on how long they take, so the limits only catch a hang.
+const SLOW_TOOL_MS = 15 * 60_000;
+
 beforeAll(async () => {
   out = await mkdtemp(join(tmpdir(), 'iiif-cfn-'));
   await render(await capacityFile(measuredCapacity()), out);
   engine = new RegoEngine();
-});
+}, SLOW_TOOL_MS);
 
 afterAll(() => engine?.free());
 
@@ -33,7 +37,7 @@ function findings(path: string): string[] {
 describe('CloudFormation validation, offline', () => {
   it('finds no error and no warning in the rendered template', () => {
     expect(findings(join(out, ARTIFACTS.template))).toEqual([]);
-  });
+  }, SLOW_TOOL_MS);
 
   it('rejects a broken copy, so the check can fail', async () => {
     const template = JSON.parse(await readFile(join(out, ARTIFACTS.template), 'utf8'));
@@ -46,5 +50,5 @@ describe('CloudFormation validation, offline', () => {
     expect(report).toMatch(/FATAL F3034: 500 is greater than the maximum of 300/);
     expect(report).toMatch(/WARN W3030: 'HTTPX' is not one of/);
     expect(report).toMatch(/FATAL F3002: Additional properties are not allowed \('PlacementStrategy' was unexpected/);
-  });
+  }, SLOW_TOOL_MS);
 });

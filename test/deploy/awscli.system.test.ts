@@ -19,6 +19,10 @@ const AWS = '/usr/bin/aws';
 let out: string;
 let closedEndpoint: string;
 
+// The CLI (Python) and the CDK synthesis take seconds when idle and far longer on a loaded
+// machine; the limits only catch a hang, no result depends on speed.
+const SLOW_TOOL_MS = 10 * 60_000;
+
 /** A loopback port nobody listens on: bound, then released. */
 async function closedPort(): Promise<number> {
   const server = createServer();
@@ -32,7 +36,7 @@ beforeAll(async () => {
   out = await mkdtemp(join(tmpdir(), 'iiif-awscli-'));
   await render(await capacityFile(measuredCapacity()), out);
   closedEndpoint = `http://127.0.0.1:${await closedPort()}`;
-});
+}, SLOW_TOOL_MS);
 
 async function awsEcs(command: string, file: string): Promise<{ code: number; stderr: string }> {
   const env = {
@@ -48,7 +52,7 @@ async function awsEcs(command: string, file: string): Promise<{ code: number; st
   };
   const args = ['ecs', command, '--cli-input-json', `file://${file}`, '--endpoint-url', closedEndpoint, '--region', 'us-east-1', '--no-cli-pager', '--cli-connect-timeout', '2'];
   try {
-    await promisify(execFile)(AWS, args, { env, timeout: 60_000 });
+    await promisify(execFile)(AWS, args, { env, timeout: SLOW_TOOL_MS });
     return { code: 0, stderr: '' };
   } catch (error) {
     const failed = error as { code: number; stderr: string };
@@ -74,11 +78,11 @@ async function brokenCopy(relative: string, breakIt: (definition: Record<string,
 describe('AWS CLI parameter validation, offline', () => {
   it('accepts the task definition (register-task-definition)', async () => {
     expectValid(await awsEcs('register-task-definition', join(out, ARTIFACTS.taskDefinition)));
-  });
+  }, SLOW_TOOL_MS);
 
   it('accepts the service definition (create-service)', async () => {
     expectValid(await awsEcs('create-service', join(out, ARTIFACTS.service)));
-  });
+  }, SLOW_TOOL_MS);
 
   it('rejects a task definition with a wrongly typed host port, so the check can fail', async () => {
     const path = await brokenCopy(ARTIFACTS.taskDefinition, (task) => {
@@ -88,7 +92,7 @@ describe('AWS CLI parameter validation, offline', () => {
     const result = await awsEcs('register-task-definition', path);
     expect(result.code).toBe(252);
     expect(result.stderr).toMatch(/Parameter validation failed:[\s\S]*hostPort/);
-  });
+  }, SLOW_TOOL_MS);
 
   it('rejects a service definition with an unknown field', async () => {
     const path = await brokenCopy(ARTIFACTS.service, (service) => {
@@ -97,5 +101,5 @@ describe('AWS CLI parameter validation, offline', () => {
     const result = await awsEcs('create-service', path);
     expect(result.code).toBe(252);
     expect(result.stderr).toMatch(/Parameter validation failed:[\s\S]*placementStrategies/);
-  });
+  }, SLOW_TOOL_MS);
 });

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import type { FastifyRequest } from 'fastify';
 
 /** A strong entity tag from the parts that determine a response's bytes. */
 export function entityTag(...parts: Array<string | Buffer>): string {
@@ -8,13 +7,19 @@ export function entityTag(...parts: Array<string | Buffer>): string {
   return `"${hash.digest('base64url').slice(0, 27)}"`;
 }
 
+/** The request headers a conditional GET is decided by. */
+export interface ConditionalHeaders {
+  'if-none-match'?: string | undefined;
+  'if-modified-since'?: string | undefined;
+}
+
 /**
  * Whether the client's cached copy is current (RFC 9110 §13.1): If-None-Match wins when present
  * (weak comparison, `*` matches anything); otherwise If-Modified-Since against second-precision
  * modification time.
  */
-export function isNotModified(request: FastifyRequest, etag: string, lastModified: Date): boolean {
-  const ifNoneMatch = request.headers['if-none-match'];
+export function isNotModified(headers: ConditionalHeaders, etag: string, lastModified: Date): boolean {
+  const ifNoneMatch = headers['if-none-match'];
   if (ifNoneMatch !== undefined) {
     const opaque = etag.replace(/^W\//, '');
     return ifNoneMatch
@@ -22,7 +27,7 @@ export function isNotModified(request: FastifyRequest, etag: string, lastModifie
       .map((tag) => tag.trim().replace(/^W\//, ''))
       .some((tag) => tag === '*' || tag === opaque);
   }
-  const ifModifiedSince = request.headers['if-modified-since'];
+  const ifModifiedSince = headers['if-modified-since'];
   if (ifModifiedSince === undefined) return false;
   const since = Date.parse(ifModifiedSince);
   return !Number.isNaN(since) && Math.floor(lastModified.getTime() / 1000) * 1000 <= since;

@@ -1,0 +1,114 @@
+/**
+ * What native JPEG 2000 costs (`npm run bench:jp2`): reading the header for info.json, and the
+ * CPU one 256×256 tile takes to decode at full resolution and at reduce 3, with the OpenJPEG
+ * addon, one decode at a time. The images are 12000×9000 photograph-like JP2s (bench/images.ts
+ * texture) encoded once into bench/data/ with Debian's opj_compress the way archives write them:
+ * 7 levels, RPCL, 256×256 precincts, 4 quality layers, 9/7 wavelet at 8:1; untiled, untiled
+ * with packet-length markers (PLT), and in 1024×1024 tiles.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { JP2_HEADER_PREFIX_BYTES, levelSize, readJp2Header } from '../src/image/jp2/codestream.js';
+import { decodeJp2, jp2UnavailableReason, openJpegVersion } from '../src/image/jp2/decoder.js';
+import { BENCH_HEIGHT, BENCH_WIDTH, texture } from './images.js';
+import { benchDataDir, machine } from './run.js';
+
+const run = promisify(execFile);
+const ARCHIVAL = ['-n', '7', '-p', 'RPCL', '-c', '[256,256],[256,256],[256,256],[256,256],[256,256],[256,256],[256,256]', '-I', '-r', '64,32,16,8'];
+const FILES: Array<[string, string[]]> = [
+  ['jp2-untiled.jp2', ARCHIVAL],
+  ['jp2-untiled-plt.jp2', [...ARCHIVAL, '-PLT']],
+  ['jp2-tiled-1024.jp2', [...ARCHIVAL, '-t', '1024,1024']],
+];
+const TILES_PER_LEVEL = 16;
+const HEADER_ROUNDS = 2000;
+const MAX_PIXELS = 268_402_689;
+
+async function ensureJp2(name: string, args: string[]): Promise<string> {
+  const path = join(benchDataDir(), name);
+  if (await stat(path).then(() => true, () => false)) return path;
+  await mkdir(benchDataDir(), { recursive: true });
+  console.log(`making ${name} (${BENCH_WIDTH}×${BENCH_HEIGHT}) with opj_compress ${args.join(' ')}`);
+  // opj_compress reads binary PPM without any encoding cost on our side.
+  const ppm = `${path}.input.ppm`;
+  const file = await open(ppm, 'w');
+  try {
+    await file.write(`P6\n${BENCH_WIDTH} ${BENCH_HEIGHT}\n255\n`);
+    await file.write(await (await texture(4)).raw().toBuffer());
+  } finally {
+    await file.close();
+  }
+  try {
+    await run('opj_compress', ['-i', ppm, '-o', `${path}.partial.jp2`, '-threads', '2', ...args]);
+    await rename(`${path}.partial.jp2`, path);
+  } finally {
+    await rm(ppm, { force: true });
+    await rm(`${path}.partial.jp2`, { force: true });
+  }
+  return path;
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const percentile90 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length * 0.9)]!;
+const cpuMs = (since: NodeJS.CpuUsage) => {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1000;
+};
+
+/** Microseconds to read the header from the first 64 KB, as info.json would. */
+function headerMicros(file: Buffer): number {
+  const prefix = file.subarray(0, JP2_HEADER_PREFIX_BYTES);
+  const times: number[] = [];
+  for (let i = 0; i < HEADER_ROUNDS; i++) {
+    const start = process.hrtime.bigint();
+    readJp2Header(prefix, { maxPixels: MAX_PIXELS, fileSize: file.length });
+    times.push(Number(process.hrtime.bigint() - start) / 1000);
+  }
+  return median(times);
+}
+
+/** CPU and wall ms per 256×256 tile of one level, over tiles spread across it. */
+async function tileCost(file: Buffer, reduce: number) {
+  const header = readJp2Header(file, { maxPixels: MAX_PIXELS, fileSize: file.length });
+  if (!('header' in header)) throw new Error('header not found');
+  const level = levelSize(header.header, reduce);
+  const across = Math.floor(level.width / 256);
+  const down = Math.floor(level.height / 256);
+  const cpu: number[] = [];
+  const wall: number[] = [];
+  for (let i = 0; i < TILES_PER_LEVEL; i++) {
+    // A diagonal walk over the level's whole tiles, so near and far ends of the file both count.
+    const column = Math.floor((i * across) / TILES_PER_LEVEL);
+    const row = (i * 7) % down;
+    const since = process.cpuUsage();
+    const start = performance.now();
+    await decodeJp2(file, { reduce, region: { x: column * 256, y: row * 256, width: 256, height: 256 }, maxPixels: 65_536, maxSourcePixels: MAX_PIXELS });
+    wall.push(performance.now() - start);
+    cpu.push(cpuMs(since));
+  }
+  return { cpuMedian: median(cpu), cpuP90: percentile90(cpu), wallMedian: median(wall) };
+}
+
+async function main(): Promise<void> {
+  const unavailable = jp2UnavailableReason();
+  if (unavailable) throw new Error(unavailable);
+  console.log(`${machine()}, OpenJPEG ${openJpegVersion()}, one decode at a time`);
+  console.log('| file | size MB | header µs (64 KB prefix) | reduce | CPU ms/tile median | p90 | wall ms median |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const [name, args] of FILES) {
+    const file = await readFile(await ensureJp2(name, args));
+    const header = headerMicros(file).toFixed(1);
+    for (const reduce of [0, 3]) {
+      const cost = await tileCost(file, reduce);
+      const size = (file.length / 2 ** 20).toFixed(1);
+      console.log(`| ${name} | ${size} | ${header} | ${reduce} | ${cost.cpuMedian.toFixed(1)} | ${cost.cpuP90.toFixed(1)} | ${cost.wallMedian.toFixed(1)} |`);
+    }
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,149 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { formatUnavailable, renderTooLarge, undecodableSource } from '../../errors.js';
+import { projectRoot } from '../../paths.js';
+import { checkTileParts, jp2Header, levelSize } from './codestream.js';
+
+/**
+ * JPEG 2000 pixels from the native OpenJPEG addon (native/openjp2, built by `npm ci` when
+ * Debian's libopenjp2-7-dev is installed): one resolution level and one area of it per decode,
+ * on the libuv thread pool. Without the addon everything else keeps working and decodes are
+ * refused with a 501 that tells the operator how to enable them.
+ */
+
+/** The addon's interface (native/openjp2/src/addon.cc). */
+interface NativeDecoder {
+  decode(
+    input: Buffer,
+    options: { reduce: number; x0: number; y0: number; x1: number; y1: number; maxPixels: number },
+  ): Promise<{ width: number; height: number; channels: number; data: Buffer }>;
+  openjpegVersion: string;
+}
+
+/** 8-bit samples, interleaved: grey, grey + alpha, RGB or RGBA. */
+export interface Jp2Raster {
+  data: Buffer;
+  width: number;
+  height: number;
+  channels: 1 | 2 | 3 | 4;
+}
+
+export interface Jp2DecodeRequest {
+  /** Resolution levels to discard: 0 is full size, each halves; at most the header's `levels`. */
+  reduce: number;
+  /**
+   * The pixels wanted, in the coordinates of the reduced image (`levelSize(header, reduce)`);
+   * the whole level when absent. The raster has exactly this size.
+   */
+  region?: { x: number; y: number; width: number; height: number };
+  /** Most pixels the raster may have: refused (413) before decoding beyond it. */
+  maxPixels: number;
+  /** Most pixels the full-size image may have, as for every source (413 beyond). */
+  maxSourcePixels: number;
+}
+
+const ADDON = join(projectRoot(), 'native', 'openjp2', 'build', 'Release', 'openjp2.node');
+const ENABLE = 'install libopenjp2-7-dev, python3, make and g++ (apt-get install), then run `npm run build:native`';
+
+type Loaded = { decoder: NativeDecoder } | { reason: string };
+let loaded: Loaded | undefined;
+
+/** Loads the addon once; a missing build or a missing library leaves the reason instead. */
+function load(): Loaded {
+  if (!loaded) {
+    if (!existsSync(ADDON)) {
+      loaded = { reason: 'the native OpenJPEG decoder is not built' };
+    } else {
+      try {
+        loaded = { decoder: createRequire(import.meta.url)(ADDON) as NativeDecoder };
+      } catch (error) {
+        // Typically libopenjp2.so.7 missing at run time (built elsewhere, library removed).
+        const detail = error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error);
+        loaded = { reason: `the native OpenJPEG decoder does not load (${detail})` };
+      }
+    }
+  }
+  return loaded;
+}
+
+/** Whether JPEG 2000 images can be decoded in this process. */
+export function jp2Available(): boolean {
+  return 'decoder' in load();
+}
+
+/**
+ * What to tell the operator once at start when JPEG 2000 is unavailable (why, and how to enable
+ * it); undefined when it is available. For logs only: it may name files on this machine.
+ */
+export function jp2UnavailableReason(): string | undefined {
+  const state = load();
+  return 'reason' in state ? `JPEG 2000 is unavailable: ${state.reason}; to serve it, ${ENABLE}` : undefined;
+}
+
+/** The OpenJPEG version decoding, when available (for the start-up log). */
+export function openJpegVersion(): string | undefined {
+  const state = load();
+  return 'decoder' in state ? state.decoder.openjpegVersion : undefined;
+}
+
+/**
+ * Decodes one area of one resolution level of a JPEG 2000 file (JP2 or raw J2K) held in
+ * memory, off the event loop. The main and tile-part headers are checked first (cheaply, in
+ * TypeScript) so a hostile one never reaches OpenJPEG; then only the tiles and precincts
+ * covering the area are decoded, at the resolution asked for. Rejects with IiifErrors: 501
+ * without the addon, 413 beyond the pixel limits or for coding OpenJPEG would spend too much
+ * memory on, 422 for a damaged file. A `reduce` or `region` outside the image is a caller's
+ * mistake and throws a RangeError.
+ */
+export async function decodeJp2(file: Buffer, request: Jp2DecodeRequest): Promise<Jp2Raster> {
+  const state = load();
+  if (!('decoder' in state)) {
+    throw formatUnavailable(`JPEG 2000 images cannot be served here yet: the server's operator needs to ${ENABLE}`);
+  }
+  const header = jp2Header(file, request.maxSourcePixels);
+  const { reduce } = request;
+  if (!Number.isInteger(reduce) || reduce < 0 || reduce > header.levels) {
+    throw new RangeError(`reduce ${reduce} is outside 0–${header.levels}`);
+  }
+  const level = levelSize(header, reduce);
+  const region = request.region ?? { x: 0, y: 0, width: level.width, height: level.height };
+  const { x, y, width, height } = region;
+  if (![x, y, width, height].every(Number.isInteger) || x < 0 || y < 0 || width < 1 || height < 1 || x + width > level.width || y + height > level.height) {
+    throw new RangeError(`region ${x},${y},${width},${height} is outside the ${level.width}×${level.height} level`);
+  }
+  if (width * height > request.maxPixels) {
+    throw renderTooLarge(`decoding ${width}×${height} pixels is more than one render may (${request.maxPixels})`);
+  }
+  checkTileParts(file, header);
+  // Level pixels to full-resolution image coordinates. The level's pixel i covers reference-grid
+  // columns from (origin + i) * scale, where origin = ceil(x0 / scale) (ISO 15444-1 B.5), so
+  // OpenJPEG's own rounding gives back exactly the pixels asked for.
+  const scale = 2 ** reduce;
+  const span = (origin: number, length: number, from: number, count: number): [number, number] => {
+    const first = Math.ceil(origin / scale) + from;
+    return [first * scale - origin, Math.min((first + count) * scale, origin + length) - origin];
+  };
+  const [x0, x1] = span(header.x0, header.width, x, width);
+  const [y0, y1] = span(header.y0, header.height, y, height);
+  let decoded: Awaited<ReturnType<NativeDecoder['decode']>>;
+  try {
+    decoded = await state.decoder.decode(file, { reduce, x0, y0, x1, y1, maxPixels: request.maxPixels });
+  } catch (error) {
+    throw typed(error);
+  }
+  if (decoded.width !== width || decoded.height !== height || decoded.channels < 1 || decoded.channels > 4) {
+    throw undecodableSource('the stored JPEG 2000 image decoded to an unexpected size');
+  }
+  return { data: decoded.data, width, height, channels: decoded.channels as Jp2Raster['channels'] };
+}
+
+/** The addon's rejections as IiifErrors; anything else is a bug and stays what it is. */
+function typed(error: unknown): unknown {
+  if (!(error instanceof Error) || !('code' in error)) return error;
+  if (error.code === 'ERR_JP2_TOO_LARGE') return renderTooLarge(`the JPEG 2000 decode is too large: ${error.message}`);
+  if (error.code === 'ERR_JP2_UNDECODABLE' || error.code === 'ERR_JP2_ARGUMENT') {
+    return undecodableSource(`the stored JPEG 2000 image cannot be decoded: ${error.message}`);
+  }
+  return error;
+}

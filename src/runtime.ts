@@ -1,0 +1,48 @@
+import type { Log } from './cache/disk-cache.js';
+import type { Config } from './config.js';
+import { IiifService } from './iiif/service.js';
+import { Images } from './image/images.js';
+import { Pyramids } from './image/pyramid/store.js';
+import { configureSharp } from './image/render/sharp-setup.js';
+import { Metrics } from './metrics.js';
+import { openSource } from './source/open.js';
+import type { ImageSource } from './source/source.js';
+
+/** Everything a process serves images with, made once from the configuration. */
+export interface Runtime {
+  config: Config;
+  metrics: Metrics;
+  /** Where the source and the caches log outside requests (cache degraded, S3 failing). */
+  log: Log;
+  source: ImageSource;
+  /** Where pyramids made on first touch are kept; undefined when IIIF_PYRAMID_THRESHOLD_PIXELS is 0. */
+  pyramids: Pyramids | undefined;
+  images: Images;
+  service: IiifService;
+  /** Releases what the runtime holds open (files kept for tile reads). */
+  close(): void;
+}
+
+export interface RuntimeOptions {
+  /** Defaults to a logger that drops everything (command-line tools print their own results). */
+  log?: Log;
+  /** Replaces the source IIIF_SOURCE names (tests: a source with fewer capabilities). */
+  source?: ImageSource;
+}
+
+const SILENT: Log = { warn: () => undefined, info: () => undefined };
+
+/**
+ * The one place the runtime is wired: the server, the command-line tools and the tests all
+ * start here, so they serve the same images the same way.
+ */
+export async function createRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
+  configureSharp(config);
+  const log = options.log ?? SILENT;
+  const metrics = new Metrics();
+  const source = options.source ?? (await openSource(config, metrics, log));
+  const pyramids = config.pyramids.thresholdPixels > 0 ? await Pyramids.open(config.pyramids, metrics, log) : undefined;
+  const images = new Images(source, config, metrics, pyramids);
+  const service = new IiifService(images, { cacheMaxAge: config.cacheMaxAge, infoDocuments: config.metadataCacheEntries });
+  return { config, metrics, log, source, pyramids, images, service, close: () => images.close() };
+}
