@@ -31,22 +31,55 @@ function shapes(seed: number, width: number, height: number): Buffer {
   return pixels;
 }
 
-/** A BENCH_WIDTH×BENCH_HEIGHT photograph-like image, 8-bit RGB, seeded. */
-export async function texture(seed: number): Promise<sharp.Sharp> {
-  const [w, h] = [BENCH_WIDTH / 10, BENCH_HEIGHT / 10];
+interface TextureOptions {
+  width: number;
+  height: number;
+  /** How much of the grain shows: 0.5 like film grain over a print, 1 like a coarse scan. */
+  grain: number;
+}
+
+/** A photograph-like image, 8-bit RGB, seeded: BENCH_WIDTH×BENCH_HEIGHT with film grain unless told otherwise. */
+export async function texture(seed: number, { width, height, grain: strength }: TextureOptions = { width: BENCH_WIDTH, height: BENCH_HEIGHT, grain: 0.5 }): Promise<sharp.Sharp> {
+  const [w, h] = [Math.round(width / 10), Math.round(height / 10)];
   const base = await sharp(shapes(seed, w, h), { raw: { width: w, height: h, channels: 3 } })
-    .resize(BENCH_WIDTH, BENCH_HEIGHT, { kernel: 'cubic' })
+    .resize(width, height, { kernel: 'cubic' })
     .raw()
     .toBuffer();
   const grain = await sharp({
-    create: { width: BENCH_WIDTH, height: BENCH_HEIGHT, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } },
+    create: { width, height, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } },
+    limitInputPixels: false,
   })
     .blur(0.8)
     .raw()
     .toBuffer();
-  // Overlay the grain at low strength: detail everywhere, like film grain and paper texture.
-  for (let i = 0; i < base.length; i++) base[i] = Math.max(0, Math.min(255, base[i]! + ((grain[i]! - 128) >> 1)));
-  return sharp(base, { raw: { width: BENCH_WIDTH, height: BENCH_HEIGHT, channels: 3 }, limitInputPixels: false });
+  // Overlay the grain: detail everywhere, like film grain and paper texture.
+  for (let i = 0; i < base.length; i++) base[i] = Math.max(0, Math.min(255, base[i]! + Math.trunc((grain[i]! - 128) * strength)));
+  return sharp(base, { raw: { width, height, channels: 3 }, limitInputPixels: false });
+}
+
+/** The cold-start benchmark's image: a pyramidal TIFF of about 100 MB with 20–40 KB stored tiles. */
+export const COLD_IMAGE = { name: 'cold.tif', width: 18_432, height: 14_000 };
+
+/** Makes the cold-start image in `folder` when missing; returns its path. */
+export async function ensureColdImage(folder: string, log: (line: string) => void): Promise<string> {
+  const path = join(folder, COLD_IMAGE.name);
+  if (await exists(path)) return path;
+  await mkdir(folder, { recursive: true });
+  log(`making ${COLD_IMAGE.name} (${COLD_IMAGE.width}×${COLD_IMAGE.height})`);
+  const image = await texture(4, { width: COLD_IMAGE.width, height: COLD_IMAGE.height, grain: 1 });
+  await writeAtomically(path, image.tiff({ tile: true, tileWidth: 256, tileHeight: 256, pyramid: true, compression: 'jpeg', quality: 85 }));
+  return path;
+}
+
+/** Encodes to `path` through a temporary name, so an interrupted run leaves no half image. */
+async function writeAtomically(path: string, image: sharp.Sharp): Promise<void> {
+  const tmp = `${path}.partial`;
+  try {
+    await image.toFile(tmp);
+    await rename(tmp, path);
+  } finally {
+    await rm(tmp, { force: true });
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -72,13 +105,7 @@ export async function ensureBenchImages(folder: string, log: (line: string) => v
     const path = join(folder, name);
     if (await exists(path)) continue;
     log(`making ${name} (${BENCH_WIDTH}×${BENCH_HEIGHT})`);
-    const tmp = `${path}.partial`;
-    try {
-      await encode(await texture(seed)).toFile(tmp);
-      await rename(tmp, path);
-    } finally {
-      await rm(tmp, { force: true });
-    }
+    await writeAtomically(path, encode(await texture(seed)));
   }
   return folder;
 }

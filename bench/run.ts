@@ -205,12 +205,12 @@ export function machine(): string {
   return `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 }
 
-export async function writeReport(name: string, title: string, body: object, markdown: string): Promise<void> {
+export async function writeReport(name: string, title: string, body: object, markdown: string, load = 'autocannon on loopback, same machine'): Promise<void> {
   const resultsDir = join(projectRoot(), 'bench', 'results');
   await mkdir(resultsDir, { recursive: true });
   const when = new Date().toISOString();
   await writeFile(join(resultsDir, `${name}-${when.replace(/[:.]/g, '-')}.json`), JSON.stringify({ date: when, machine: machine(), ...body }, null, 2));
-  const text = `# ${title} ${when}\n\nMachine: ${machine()}. Load: autocannon on loopback, same machine.\n\n${markdown}\n`;
+  const text = `# ${title} ${when}\n\nMachine: ${machine()}. Load: ${load}.\n\n${markdown}\n`;
   await writeFile(join(resultsDir, `${name}-latest.md`), text);
   console.log(`\n${text}`);
 }

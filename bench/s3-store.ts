@@ -7,7 +7,9 @@
  * run has as many never-seen images as it needs). The server under test talks to the proxy
  * exactly as it would to S3; fixtures are uploaded straight to s3rver. Its credentials are
  * S3RVER / S3RVER. It can also stall an upload half-way, and s3rver ignores conditional writes;
- * with `conditionalWrites` the proxy honours them as AWS S3 does.
+ * with `conditionalWrites` the proxy honours them as AWS S3 does. s3rver ignores `If-Match` on
+ * reads too: the proxy answers a GET pinned to an ETag the object no longer has with 412, as
+ * S3 does. It counts what it forwards (GETs, ranged GETs, body bytes: see traffic()).
  */
 import { request as httpRequest, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -38,6 +40,20 @@ export interface SeenRequest {
   /** Object key, or '' for bucket-level requests. */
   key: string;
   ifNoneMatch: string | undefined;
+  ifMatch: string | undefined;
+  range: string | undefined;
+  /** When it arrived (performance.now()). */
+  at: number;
+}
+
+/** What the proxy has forwarded so far. */
+export interface Traffic {
+  requests: number;
+  /** GETs of objects, ranged ones included. */
+  gets: number;
+  rangeGets: number;
+  /** Response body bytes sent to clients. */
+  bytes: number;
 }
 
 /** How S3 delivers an object: time to the first byte, then at most this many bytes per second per connection. */
@@ -75,6 +91,7 @@ export class S3Store {
    * condition checked against what s3rver holds.
    */
   conditionalWrites = false;
+  private bytesSent = 0;
   private readonly proxy: Server;
   private readonly keyLocks = new Map<string, Promise<void>>();
   private proxyPort = 0;
@@ -118,6 +135,12 @@ export class S3Store {
     return this.requests.filter((r) => r.method === 'GET' && r.key !== '' && (key === undefined || r.key === key)).length;
   }
 
+  /** Requests, GETs, ranged GETs and body bytes forwarded so far. */
+  traffic(): Traffic {
+    const gets = this.requests.filter((r) => r.method === 'GET' && r.key !== '');
+    return { requests: this.requests.length, gets: gets.length, rangeGets: gets.filter((r) => r.range !== undefined).length, bytes: this.bytesSent };
+  }
+
   async put(key: string, body: Buffer): Promise<void> {
     await this.uploader.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
   }
@@ -153,8 +176,18 @@ export class S3Store {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     const key = path.split('/').slice(2).join('/');
-    const header = req.headers['if-none-match'];
-    const seen: SeenRequest = { method: req.method ?? '', key, ifNoneMatch: typeof header === 'string' ? header : undefined };
+    const header = (name: string) => {
+      const value = req.headers[name];
+      return typeof value === 'string' ? value : undefined;
+    };
+    const seen: SeenRequest = {
+      method: req.method ?? '',
+      key,
+      ifNoneMatch: header('if-none-match'),
+      ifMatch: header('if-match'),
+      range: header('range'),
+      at: performance.now(),
+    };
     this.requests.push(seen);
     const fault = this.fault?.(seen);
     const stored = key !== '' && this.alias ? this.alias(key) : key;
@@ -169,16 +202,24 @@ export class S3Store {
       const upstream = httpRequest(
         { host: '127.0.0.1', port: this.s3rverPort, method: req.method, path: upstreamPath, headers: req.headers, agent: false },
         (answer) => {
+          // A read pinned to a version the object no longer has: S3 refuses it.
+          if (req.method === 'GET' && seen.ifMatch && seen.ifMatch !== '*' && (answer.statusCode ?? 500) < 300 && answer.headers.etag !== seen.ifMatch) {
+            answer.destroy();
+            respondError(res, 412, 'PreconditionFailed');
+            return;
+          }
           res.writeHead(answer.statusCode ?? 502, answer.headers);
           if (!fault?.truncate) {
-            (link ? answer.pipe(throttled(link.bytesPerSecond)) : answer).pipe(res);
+            (link ? answer.pipe(throttled(link.bytesPerSecond)) : answer).pipe(this.counted()).pipe(res);
             return;
           }
           const chunks: Buffer[] = [];
           answer.on('data', (chunk: Buffer) => chunks.push(chunk));
           answer.on('end', () => {
             const body = Buffer.concat(chunks);
-            res.write(body.subarray(0, Math.floor(body.length / 2)), () => res.destroy());
+            const half = body.subarray(0, Math.floor(body.length / 2));
+            this.bytesSent += half.length;
+            res.write(half, () => res.destroy());
           });
         },
       );
@@ -229,6 +270,16 @@ export class S3Store {
     } else {
       void send();
     }
+  }
+
+  /** Counts the body bytes passing through. */
+  private counted(): Transform {
+    return new Transform({
+      transform: (chunk: Buffer, _encoding, done) => {
+        this.bytesSent += chunk.length;
+        done(null, chunk);
+      },
+    });
   }
 
   /** Runs writes to one key one after the other, so a condition checked still holds when the write lands. */

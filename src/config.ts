@@ -126,6 +126,8 @@ export interface S3Config {
   /** Fetches of objects not in the disk cache: per second on average, and at most this many at once. */
   missRate: number;
   missBurst: number;
+  /** Objects are read by range in blocks of this size: the unit fetched and cached on disk. */
+  blockBytes: number;
 }
 
 /** Where the fleet keeps pyramids made once per source version, and how containers share the work. */
@@ -275,6 +277,7 @@ function readS3(read: SettingsReader, problems: string[]): S3Config {
     listTtlSeconds: read.integer('IIIF_S3_LIST_TTL_SECONDS'),
     missRate: read.integer('IIIF_S3_MISS_RATE'),
     missBurst: read.integer('IIIF_S3_MISS_BURST'),
+    blockBytes: read.integer('IIIF_S3_BLOCK_BYTES'),
   };
 }
 

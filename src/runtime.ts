@@ -19,8 +19,8 @@ export interface Runtime {
   pyramids: Pyramids | undefined;
   images: Images;
   service: IiifService;
-  /** Releases what the runtime holds open (files kept for tile reads). */
-  close(): void;
+  /** Releases what the runtime holds open (files kept for tile reads) and lets the source finish its cache writes. */
+  close(): Promise<void>;
 }
 
 export interface RuntimeOptions {

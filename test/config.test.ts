@@ -127,7 +127,7 @@ describe('configuration', () => {
       });
       expect(config).toMatchObject({
         source: 's3',
-        s3: { bucket: 'images', prefix: 'iiif/', endpoint: 'http://127.0.0.1:9000', forcePathStyle: true, region: undefined, revalidateSeconds: 60, maxAttempts: 3 },
+        s3: { bucket: 'images', prefix: 'iiif/', endpoint: 'http://127.0.0.1:9000', forcePathStyle: true, region: undefined, revalidateSeconds: 60, maxAttempts: 3, blockBytes: 65_536 },
         cache: { dir: '/var/cache/iiif', maxBytes: 2_000_000_000 },
         adminToken: 'sixteen-chars-ok',
       });
@@ -141,6 +141,7 @@ describe('configuration', () => {
       expect(problems({ IIIF_SOURCE: 's3', IIIF_S3_BUCKET: 'b', IIIF_S3_ENDPOINT: 'localhost:9000' }).join()).toMatch(/IIIF_S3_ENDPOINT must be an absolute http\(s\) URL/);
       expect(problems({ IIIF_ADMIN_TOKEN: 'short' }).join()).toMatch(/IIIF_ADMIN_TOKEN must be at least 16 characters/);
       expect(problems({ IIIF_CACHE_MAX_BYTES: '1000' }).join()).toMatch(/IIIF_CACHE_MAX_BYTES/);
+      expect(problems({ IIIF_SOURCE: 's3', IIIF_S3_BUCKET: 'b', IIIF_S3_BLOCK_BYTES: '1024' }).join()).toMatch(/IIIF_S3_BLOCK_BYTES must be a whole number from 4096 to 8388608/);
     });
 
     it('keeps shared derivatives off unless IIIF_DERIVATIVE_PREFIX is set, in the source bucket unless another is named', () => {

@@ -1,9 +1,18 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import type { Counter, Gauge } from 'prom-client';
-import { ServerError } from '../errors.js';
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Metrics } from '../metrics.js';
+import {
+  allocated,
+  CacheUnavailableError,
+  deleteFiles,
+  diskBytes,
+  DiskState,
+  IncompleteWriteError,
+  isDiskError,
+  TEMP_PREFIX,
+  writeAtomically,
+} from './disk-state.js';
 
 /** What the cache layers need from a logger (a subset of pino's). */
 export interface Log {
@@ -37,26 +46,6 @@ export interface Produced<M> {
   meta: M;
 }
 
-/** The cache cannot store anything right now (folder missing, read-only or full); serve uncached. */
-export class CacheUnavailableError extends ServerError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('CACHE_UNAVAILABLE', message, options);
-  }
-}
-
-/** The producer finished but the file does not have the promised length: it is thrown away. */
-export class IncompleteWriteError extends ServerError {
-  constructor(
-    readonly expected: number,
-    readonly actual: number,
-  ) {
-    super('CACHE_INCOMPLETE_WRITE', `expected ${expected} bytes, got ${actual}`);
-  }
-}
-
-// Errors that mean "this folder cannot take writes", as opposed to a failing producer.
-const DISK_ERRORS = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'ENOENT', 'ENOTDIR']);
-const TEMP_PREFIX = '.tmp-';
 const DATA_SUFFIX = '.data';
 const META_SUFFIX = '.json';
 
@@ -73,8 +62,8 @@ interface Sidecar<M> {
 }
 
 /**
- * A bounded folder of files, keyed by any string, reusable by any layer that needs local copies
- * (source objects, converted pyramids).
+ * A bounded folder of whole files, keyed by any string, for any layer that needs local copies
+ * (converted pyramids; remote sources use the block cache, block-cache.ts).
  *
  * - Producers write to a temporary file in the same folder; it is renamed into place only when
  *   its length matches what the producer promised, so a reader never sees a partial file. A
@@ -97,25 +86,10 @@ interface Sidecar<M> {
 export class DiskCache<M> {
   private readonly entries = new Map<string, Entry<M>>(); // insertion order = recency, oldest first
   private totalBytes = 0;
-  private degraded = false;
-  private readonly hits: Counter;
-  private readonly misses: Counter;
-  private readonly evictions: Counter;
-  private readonly writeFailures: Counter;
-  private readonly bytesGauge: Gauge;
-  private readonly entriesGauge: Gauge;
-  private readonly degradedGauge: Gauge;
+  private readonly state: DiskState;
 
   private constructor(private readonly options: DiskCacheOptions) {
-    const { metrics, name } = options;
-    const prefix = `iiif_${name}_cache`;
-    this.hits = metrics.counter(`${prefix}_hits_total`, `Lookups in the ${name} disk cache that found a file.`);
-    this.misses = metrics.counter(`${prefix}_misses_total`, `Lookups in the ${name} disk cache that found nothing.`);
-    this.evictions = metrics.counter(`${prefix}_evictions_total`, `Files deleted from the ${name} disk cache to keep it within its bound.`);
-    this.writeFailures = metrics.counter(`${prefix}_write_failures_total`, `Writes to the ${name} disk cache that failed (folder unwritable or full).`);
-    this.bytesGauge = metrics.gauge(`${prefix}_bytes`, `Real bytes on disk used by the ${name} disk cache.`);
-    this.entriesGauge = metrics.gauge(`${prefix}_entries`, `Files in the ${name} disk cache.`);
-    this.degradedGauge = metrics.gauge(`${prefix}_degraded`, `1 while the ${name} disk cache cannot be written and requests are served uncached.`);
+    this.state = new DiskState(options.name, options.dir, options.metrics, options.log);
   }
 
   /** Opens (creating when needed) and indexes the folder. Never throws: an unusable folder starts degraded. */
@@ -125,7 +99,7 @@ export class DiskCache<M> {
       await mkdir(options.dir, { recursive: true });
       await cache.rebuild();
     } catch (error) {
-      cache.noteFailure(error);
+      cache.state.noteFailure(error);
     }
     cache.publish();
     return cache;
@@ -136,17 +110,17 @@ export class DiskCache<M> {
   }
 
   get isDegraded(): boolean {
-    return this.degraded;
+    return this.state.isDegraded;
   }
 
   /** The entry for key, marked most recently used; counts a hit or a miss. */
   get(key: string): CachedFile<M> | undefined {
     const entry = this.entries.get(key);
     if (!entry) {
-      this.misses.inc();
+      this.state.misses.inc();
       return undefined;
     }
-    this.hits.inc();
+    this.state.hits.inc();
     this.entries.delete(key);
     this.entries.set(key, entry);
     return entry;
@@ -169,7 +143,7 @@ export class DiskCache<M> {
       await mkdir(this.options.dir, { recursive: true });
       await writeFile(temp, '');
     } catch (error) {
-      throw this.noteFailure(error);
+      throw this.state.noteFailure(error);
     }
     let produced: Produced<M>;
     try {
@@ -181,7 +155,7 @@ export class DiskCache<M> {
       }
     } catch (error) {
       await deleteFiles(temp);
-      throw isDiskError(error) ? this.noteFailure(error) : error;
+      throw isDiskError(error) ? this.state.noteFailure(error) : error;
     }
     // Every stored version gets fresh names, so no path is ever reused: an eviction or a
     // replacement unlinking an old version can never hit a file that is being put in place.
@@ -191,12 +165,12 @@ export class DiskCache<M> {
       await writeAtomically(meta, JSON.stringify({ key, size: produced.size, meta: produced.meta } satisfies Sidecar<M>));
       const entry: Entry<M> = { key, path: data, metaPath: meta, size: produced.size, meta: produced.meta, diskBytes: await diskBytes(data, meta) };
       await this.insert(entry);
-      this.noteSuccess();
+      this.state.noteSuccess();
       await this.evictToBound(key);
       return entry;
     } catch (error) {
       await deleteFiles(temp, data, meta);
-      throw isDiskError(error) ? this.noteFailure(error) : error;
+      throw isDiskError(error) ? this.state.noteFailure(error) : error;
     }
   }
 
@@ -208,7 +182,7 @@ export class DiskCache<M> {
     try {
       await writeAtomically(entry.metaPath, JSON.stringify({ key, size: entry.size, meta } satisfies Sidecar<M>));
     } catch (error) {
-      this.noteFailure(error);
+      this.state.noteFailure(error);
     }
   }
 
@@ -253,7 +227,7 @@ export class DiskCache<M> {
     for (const entry of [...this.entries.values()]) {
       if (this.totalBytes <= this.options.maxBytes) break;
       if (entry.key === keep || this.entries.get(entry.key) !== entry) continue;
-      this.evictions.inc();
+      this.state.evictions.inc();
       await this.drop(entry);
     }
     this.publish();
@@ -288,57 +262,9 @@ export class DiskCache<M> {
     await this.evictToBound();
   }
 
-  private noteFailure(error: unknown): CacheUnavailableError {
-    this.writeFailures.inc();
-    if (!this.degraded) {
-      this.degraded = true;
-      this.degradedGauge.set(1);
-      this.options.log.warn({ err: error, dir: this.options.dir }, `${this.options.name} disk cache cannot be written; serving uncached until a write succeeds`);
-    }
-    return new CacheUnavailableError(`the ${this.options.name} cache folder cannot be written`, { cause: error });
-  }
-
-  private noteSuccess(): void {
-    if (!this.degraded) return;
-    this.degraded = false;
-    this.degradedGauge.set(0);
-    this.options.log.info({ dir: this.options.dir }, `${this.options.name} disk cache is writable again`);
-  }
-
   private publish(): void {
-    this.bytesGauge.set(this.totalBytes);
-    this.entriesGauge.set(this.entries.size);
+    this.state.publish(this.totalBytes, this.entries.size);
   }
 }
 
 const keyHash = (key: string): string => createHash('sha256').update(key).digest('hex');
-
-async function deleteFiles(...paths: string[]): Promise<void> {
-  await Promise.all(paths.map((path) => unlink(path).catch(() => undefined)));
-}
-
-function isDiskError(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' && DISK_ERRORS.has(code);
-}
-
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const temp = join(dirname(path), `${TEMP_PREFIX}${randomUUID()}`);
-  try {
-    await writeFile(temp, text);
-    await rename(temp, path);
-  } catch (error) {
-    await unlink(temp).catch(() => undefined);
-    throw error;
-  }
-}
-
-async function diskBytes(...paths: string[]): Promise<number> {
-  const sizes = await Promise.all(paths.map(async (p) => allocated(await stat(p))));
-  return sizes.reduce((a, b) => a + b, 0);
-}
-
-/** Real space taken on disk: allocated 512-byte blocks, which is what fills a volume. */
-function allocated(info: { blocks: number; size: number }): number {
-  return info.blocks > 0 || info.size === 0 ? info.blocks * 512 : info.size;
-}

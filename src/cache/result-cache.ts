@@ -7,9 +7,10 @@ export interface CachedResult {
   level: number;
   /**
    * passthrough: stored JPEG bytes as they are; cut: a stored JPEG tile cut without decoding;
-   * tile: one stored tile decoded; sharp: the file through libvips.
+   * tile: one stored tile decoded; tiles: the stored tiles under the region, read by range and
+   * joined; sharp: the whole file through libvips.
    */
-  method: 'passthrough' | 'cut' | 'tile' | 'sharp';
+  method: 'passthrough' | 'cut' | 'tile' | 'tiles' | 'sharp';
 }
 
 /** Bookkeeping per entry beyond its bytes: the key, the entry object, the LRU's links. */

@@ -68,7 +68,7 @@ export const pyramidCommand: Command = {
       try {
         const before = pyramids!.has(await source.resolve(identifier));
         const image = await images.resolve(identifier);
-        const hasPyramid = image.metadata.levels.length > 1 && pyramids!.has(image.source);
+        const hasPyramid = image.metadata.levels.several && pyramids!.has(image.source);
         if (before) counts.kept++;
         else if (hasPyramid) counts.built++;
         else counts.flat++;
@@ -78,7 +78,7 @@ export const pyramidCommand: Command = {
       show(index + 1, `built ${counts.built}, already built ${counts.kept}, not needed ${counts.flat}, failed ${failures.length}`);
     }
     if (process.stderr.isTTY) process.stderr.write('\n');
-    images.close();
+    await images.close();
     process.stdout.write(`${identifiers.length} images: ${counts.built} pyramids built, ${counts.kept} already built, ${counts.flat} not needed, ${failures.length} failed\n`);
     if (failures.length > 0) throw new ServerError('CLI_CONVERSIONS_FAILED', `${failures.length} image(s) could not be converted; first: ${failures[0]}`);
   },

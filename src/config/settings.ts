@@ -235,7 +235,7 @@ export const SETTINGS: readonly Setting[] = [
     max: 31_536_000,
     s3: true,
     defaultDoc: "`300`",
-    doc: "how long a cached object is served before a conditional GET asks S3 whether its ETag changed",
+    doc: "how long an object's known version (ETag) is trusted before a conditional GET of its first block asks S3 whether it changed",
   },
   {
     name: 'IIIF_S3_NEGATIVE_TTL_SECONDS',
@@ -265,7 +265,7 @@ export const SETTINGS: readonly Setting[] = [
     max: Number.MAX_SAFE_INTEGER,
     s3: true,
     defaultDoc: "`268435456` (256 MiB)",
-    doc: "largest object fetched into memory while the disk cache cannot be written; larger ones get `503`",
+    doc: "largest object decoded whole (JPEG, PNG, …) fetched into memory while the disk cache cannot be written; larger ones get `503`",
   },
   {
     name: 'IIIF_S3_RETRY_AFTER_SECONDS',
@@ -295,7 +295,7 @@ export const SETTINGS: readonly Setting[] = [
     max: 100_000,
     s3: true,
     defaultDoc: "`50`",
-    doc: "fetches per second, on average, of objects neither in the disk cache nor remembered missing; past it (and `IIIF_S3_MISS_BURST`) `503` + `Retry-After`, so a probe of made-up identifiers cannot become as many GETs",
+    doc: "first requests per second, on average, to S3 for keys this container knows no version of (nor remembers missing); past it (and `IIIF_S3_MISS_BURST`) `503` + `Retry-After`, so a probe of made-up identifiers cannot become as many GETs",
   },
   {
     name: 'IIIF_S3_MISS_BURST',
@@ -306,6 +306,17 @@ export const SETTINGS: readonly Setting[] = [
     s3: true,
     defaultDoc: "`200`",
     doc: "how many such fetches may start at once (a viewer's first page of thumbnails)",
+  },
+  {
+    name: 'IIIF_S3_BLOCK_BYTES',
+    type: 'integer',
+    // About two stored tiles: a tile read fetches little more than the tile.
+    default: 64 * 1024,
+    min: 4 * 1024,
+    max: 8 * MiB,
+    s3: true,
+    defaultDoc: "`65536` (64 KiB)",
+    doc: "objects are read by range in blocks of this size: the unit fetched from S3 and kept on disk. About two stored tiles, so reading a 20–40 KB tile fetches little more than the tile",
   },
   {
     name: 'IIIF_DERIVATIVE_PREFIX',
@@ -348,7 +359,7 @@ export const SETTINGS: readonly Setting[] = [
     type: 'string',
     default: () => join(tmpdir(), 'iiif-elastic-cache'),
     defaultDoc: "`$TMPDIR/iiif-elastic-cache`",
-    doc: "folder for the disk cache of source objects; created when missing",
+    doc: "folder for the disk cache of S3 objects (blocks read by range, whole objects of formats decoded whole); created when missing",
   },
   {
     name: 'IIIF_CACHE_MAX_BYTES',

@@ -135,7 +135,7 @@ export class IiifService {
       this.parsed.set(params, parsed);
     }
     const image = await this.images.resolve(target.identifier);
-    const { plan, etag, lastModified } = this.plan(version, params, parsed, image);
+    const { plan, etag, lastModified } = await this.plan(version, params, parsed, image);
     const canonicalUri = `${imageId(call.root(), version, target.identifier)}/${plan.canonical}`;
     const headers = {
       ...this.commonHeaders(etag, lastModified),
@@ -153,11 +153,11 @@ export class IiifService {
     };
   }
 
-  private plan(version: ApiVersion, params: string, parsed: ImageRequest, image: ResolvedImage): Planned {
+  private async plan(version: ApiVersion, params: string, parsed: ImageRequest, image: ResolvedImage): Promise<Planned> {
     const key = requestKey(image.source.identifier, image.source.version, params);
     let planned = this.planned.get(key);
     if (!planned) {
-      const plan = this.images.plan(version, parsed, image);
+      const plan = await this.images.plan(version, parsed, image);
       const etag = entityTag(RENDERER_REVISION, image.source.version, String(version), plan.canonical);
       planned = { plan, etag, lastModified: image.source.lastModified.toUTCString() };
       this.planned.set(key, planned);

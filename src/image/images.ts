@@ -1,30 +1,31 @@
-import { access } from 'node:fs/promises';
 import sharp from 'sharp';
 import { identifierPrefix, requestKey } from '../cache/keys.js';
 import { ResultCache, type CachedResult } from '../cache/result-cache.js';
 import type { Config } from '../config.js';
-import { IiifError } from '../errors.js';
 import { buildInfo, tileLayout } from '../iiif/info.js';
 import { planRender, type RenderPlan } from '../iiif/plan.js';
 import type { ApiVersion, ImageRequest } from '../iiif/request.js';
 import type { Metrics } from '../metrics.js';
-import { sourceInput, type ImageSource, type SourceRef } from '../source/source.js';
+import { LocalFiles } from '../source/local-files.js';
+import { isSourceChanged, type ImageFile, type ImageSource, type SourceRef } from '../source/source.js';
 import { Admission, type Lane } from './admission.js';
 import { laneFor, renderCost } from './cost.js';
 import { levelRead, type LevelRead } from './levels.js';
 import type { ImageMetadata } from './metadata/types.js';
 import { Preparation } from './prepare.js';
 import type { Pyramids } from './pyramid/store.js';
+import { joinStoredTiles } from './render/from-tiles.js';
 import { render, renderFrom } from './render/render.js';
 import { cropJpegCorner } from './tiles/jpeg-crop.js';
-import { locateTile, sendableAsStored } from './tiles/locate.js';
-import { TileReader } from './tiles/tile-reader.js';
+import { isPlainJpeg, locateTile, sendableAsStored } from './tiles/locate.js';
+import { readStoredTile } from './tiles/tile-reader.js';
+import { decoding, vanished } from './vanished.js';
 
 export interface ResolvedImage {
   /** The source image: identifier, version and dates (what ETags and cache keys use). */
   source: SourceRef;
-  /** What renders read: the source's own file (or bytes), or the pyramid built from it. */
-  input: string | Buffer;
+  /** What renders read: the source's own file, or the pyramid built from it. */
+  input: ImageFile;
   /** Of `input`: sizes, stored levels, tile layout. */
   metadata: ImageMetadata;
 }
@@ -48,7 +49,9 @@ export class Images {
   private readonly preparation: Preparation;
   private readonly results: ResultCache;
   private readonly admission: Admission;
-  private readonly tiles: TileReader;
+  /** The pyramid files, kept open between tile reads. */
+  private readonly pyramidFiles: LocalFiles;
+  /** Retry-After when a render in each lane runs past its deadline. */
   private readonly retryAfter: Record<Lane, number>;
 
   constructor(
@@ -58,7 +61,7 @@ export class Images {
     pyramids?: Pyramids,
   ) {
     this.results = new ResultCache(config.resultCacheBytes, config.resultCacheMaxItemBytes, metrics);
-    this.tiles = new TileReader(config.openTileFiles);
+    this.pyramidFiles = new LocalFiles(config.openTileFiles);
     this.retryAfter = { cheap: config.renderRetryAfterSeconds, expensive: config.largeRenderRetryAfterSeconds };
     this.admission = new Admission(
       {
@@ -75,13 +78,25 @@ export class Images {
       maxJpegScans: config.maxJpegScans,
       maxEntries: config.metadataCacheEntries,
       pyramids: pyramids && { store: pyramids, schedule },
+      files: this.pyramidFiles,
       retryAfterSeconds: config.conversionRetryAfterSeconds,
     });
   }
 
-  /** The image's source, its metadata, and what renders read: the source file or its pyramid. */
+  /**
+   * The image's source, its metadata, and what renders read: the source file or its pyramid.
+   * Nothing has been answered yet, so when the source changes while its headers are being read
+   * (or a cached copy vanishes), it is resolved and prepared once more.
+   */
   async resolve(identifier: string): Promise<ResolvedImage> {
-    return this.whilePresent(await this.source.resolve(identifier), async (image) => image);
+    const source = await this.source.resolve(identifier);
+    try {
+      return await this.prepare(source);
+    } catch (error) {
+      if (!isSourceChanged(error) && !vanished(error)) throw error;
+      this.preparation.forget(identifier);
+      return this.prepare(await this.source.resolve(identifier));
+    }
   }
 
   /** The image information document (info.json) for an image published at `id`. */
@@ -90,10 +105,13 @@ export class Images {
     return buildInfo[version]({ id, image: image.metadata, layout: tileLayout(image.metadata, tileSize, limits), limits });
   }
 
-  /** Plans a render and decides its lane; refuses (413) what could never fit its memory or time budget. */
-  plan(version: ApiVersion, request: ImageRequest, image: ResolvedImage): ImagePlan {
+  /**
+   * Plans a render and decides its lane; refuses (413) what could never fit its memory or time
+   * budget. Reads the smaller levels' headers the choice needs (a remote pyramid's, on first need).
+   */
+  async plan(version: ApiVersion, request: ImageRequest, image: ResolvedImage): Promise<ImagePlan> {
     const plan = planRender(version, request, image.metadata, this.config.limits);
-    const read = levelRead(image.metadata, plan);
+    const read = await levelRead(image.metadata, plan);
     return {
       ...plan,
       read,
@@ -103,32 +121,47 @@ export class Images {
   }
 
   render(image: ResolvedImage, plan: ImagePlan): Promise<RenderOutcome> {
-    return this.results.get(plan.resultKey, () => this.whilePresent(image.source, (present) => this.produce(present, plan)));
+    return this.results.get(plan.resultKey, () => this.whilePresent(image, (present) => this.produce(present, plan)));
   }
 
   /**
    * The bytes, cheapest way first: a stored tile as it is, or cut without decoding; one stored
-   * tile decoded; the file through libvips. The first two are a file read and some bit
-   * shuffling on this thread, so they skip the render lanes.
+   * tile decoded; the stored tiles under the region, read by range and joined (a remote
+   * file); the whole file through libvips. The first two are a read and some bit shuffling on
+   * this thread, so they skip the render lanes. Bytes are fetched before a lane is taken: a
+   * download must not hold a render slot.
    */
   private async produce(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
-    const { level } = plan.read;
-    const spot = typeof image.input === 'string' ? locateTile(plan, plan.read, image.metadata.tiffPages?.[level.page]) : undefined;
-    const readTile = () => this.tiles.read(image.input as string, image.source.version, spot!.page, spot!.index);
-    let stored: Buffer | undefined;
-    if (spot?.corner && sendableAsStored(plan)) {
-      stored = await readTile();
-      if (spot.exact) return { data: stored, level: level.page, method: 'passthrough' };
-      const cut = cropJpegCorner(stored, spot.crop.width, spot.crop.height);
-      if (cut) return { data: cut, level: level.page, method: 'cut' };
-    }
+    const { level, region } = plan.read;
+    const { reader } = image.input;
     const { encoding } = this.config;
     const deadline = { seconds: this.config.renderTimeoutSeconds, retryAfterSeconds: this.retryAfter[plan.lane] };
+    const spot = locateTile(plan, plan.read, level.tiles);
+    if (spot) {
+      const stored = await readStoredTile(reader, spot.page, spot.index);
+      if (spot.corner && sendableAsStored(plan)) {
+        if (spot.exact) return { data: stored, level: level.page, method: 'passthrough' };
+        const cut = cropJpegCorner(stored, spot.crop.width, spot.crop.height);
+        if (cut) return { data: cut, level: level.page, method: 'cut' };
+      }
+      return this.decode(plan, 'tile', () => renderFrom(sharp(stored), spot.crop, plan, level.page, encoding, deadline));
+    }
+    if (!image.input.onDisk && level.tiles && isPlainJpeg(level.tiles)) {
+      const joined = await joinStoredTiles(reader, level.tiles, region);
+      return this.decode(plan, 'tiles', () => renderFrom(joined.image, joined.crop, plan, level.page, encoding, deadline));
+    }
+    const whole = await image.input.whole();
+    return this.decode(plan, 'sharp', () =>
+      decoding(whole, (input) => render(input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, encoding, deadline)),
+    );
+  }
+
+  /** One sharp pipeline in the plan's lane, timed. */
+  private decode(plan: ImagePlan, method: CachedResult['method'], run: () => Promise<Omit<CachedResult, 'method'>>): Promise<CachedResult> {
     return this.admission.run(plan.lane, async () => {
       const done = this.metrics.renderSeconds.startTimer({ format: plan.format });
       try {
-        if (spot) return { ...(await renderFrom(sharp(stored ?? (await readTile())), spot.crop, plan, level.page, encoding, deadline)), method: 'tile' };
-        return { ...(await render(image.input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, encoding, deadline)), method: 'sharp' };
+        return { ...(await run()), method };
       } finally {
         done();
       }
@@ -142,44 +175,32 @@ export class Images {
     this.results.purge(identifierPrefix(identifier));
   }
 
-  /** Closes the files kept open for tile reads (the server is shutting down). */
-  close(): void {
-    this.tiles.clear();
+  /** Closes the files kept open for reads and lets the source finish its cache writes (the server is shutting down). */
+  async close(): Promise<void> {
+    this.pyramidFiles.clear();
+    await this.source.close?.();
   }
 
   /**
-   * Prepares a source version (probe, and pyramid on first touch) and runs `use` on it while
-   * its files are present. A cached copy (source or pyramid) can be evicted between preparing
-   * and reading it (see DiskCache); then the identifier is resolved and prepared once more,
-   * which fetches or builds it again, rather than failing the request.
+   * Runs `use` on a prepared image. A cached copy (source object or pyramid) can be evicted
+   * between preparing and reading it (see DiskCache); then the identifier is resolved and
+   * prepared once more, which fetches or builds it again, rather than failing the request —
+   * as long as the source is still the same version the response is labelled with.
    */
-  private async whilePresent<T>(source: SourceRef, use: (image: ResolvedImage) => Promise<T>): Promise<T> {
-    let image: ResolvedImage | undefined;
+  private async whilePresent<T>(image: ResolvedImage, use: (image: ResolvedImage) => Promise<T>): Promise<T> {
     try {
-      image = await this.prepare(source);
       return await use(image);
     } catch (error) {
-      const input = image?.input ?? sourceInput(source);
-      if (!mayBeMissingFile(error) || typeof input !== 'string' || (await exists(input))) throw error;
-      this.preparation.forget(source.identifier);
-      const again = await this.source.resolve(source.identifier);
-      if (again.version !== source.version) throw error;
+      if (!vanished(error)) throw error;
+      this.preparation.forget(image.source.identifier);
+      const again = await this.source.resolve(image.source.identifier);
+      if (again.version !== image.source.version) throw error;
       return use(await this.prepare(again));
     }
   }
 
   private async prepare(source: SourceRef): Promise<ResolvedImage> {
-    const { pyramidPath, metadata } = await this.preparation.get(source);
-    return { source, input: pyramidPath ?? sourceInput(source), metadata };
+    const { input, metadata } = await this.preparation.get(source);
+    return { source, input, metadata };
   }
 }
-
-/** Errors a vanished file shows up as: the open failed, or the decoder found nothing to read. */
-const mayBeMissingFile = (error: unknown): boolean =>
-  (error instanceof IiifError && error.code === 'IIIF_UNDECODABLE_SOURCE') || (error as NodeJS.ErrnoException).code === 'ENOENT';
-
-const exists = (path: string): Promise<boolean> =>
-  access(path).then(
-    () => true,
-    () => false,
-  );

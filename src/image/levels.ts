@@ -3,17 +3,26 @@ import type { ImageMetadata, Level } from './metadata/types.js';
 
 /**
  * The smallest stored level that still has at least as many pixels as the output needs, so
- * a zoomed-out tile decodes a small page instead of the full image.
+ * a zoomed-out tile decodes a small page instead of the full image. Levels are read only as
+ * far as the choice needs: each is smaller than the one before, so the first that is too
+ * small ends the search, and a request at full resolution reads none beyond the first.
  */
-export function chooseLevel(metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels'>, plan: Pick<RenderPlan, 'region' | 'width' | 'height'>): Level {
+export async function chooseLevel(
+  metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels'>,
+  plan: Pick<RenderPlan, 'region' | 'width' | 'height'>,
+): Promise<Level> {
   const needX = plan.width / plan.region.width;
   const needY = plan.height / plan.region.height;
-  let chosen = metadata.levels[0]!;
-  for (const level of metadata.levels) {
+  let chosen = metadata.levels.first;
+  // Every later level is narrower than the full size: less than one level pixel per full one.
+  if (needX >= 1 || needY >= 1) return chosen;
+  for (let index = 1; ; index++) {
+    const level = await metadata.levels.at(index);
+    if (!level) return chosen;
     const scale = 1 / levelScale(level, metadata);
-    if (scale >= needX && scale >= needY) chosen = level;
+    if (scale < needX || scale < needY) return chosen;
+    chosen = level;
   }
-  return chosen;
 }
 
 /**
@@ -45,7 +54,10 @@ export interface LevelRead {
 }
 
 /** Chooses the level once per plan; every later step (tile lookup, decode) reads it from here. */
-export function levelRead(metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels'>, plan: Pick<RenderPlan, 'region' | 'width' | 'height'>): LevelRead {
-  const level = chooseLevel(metadata, plan);
+export async function levelRead(
+  metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels'>,
+  plan: Pick<RenderPlan, 'region' | 'width' | 'height'>,
+): Promise<LevelRead> {
+  const level = await chooseLevel(metadata, plan);
   return { level, region: regionAtLevel(plan.region, metadata, level) };
 }

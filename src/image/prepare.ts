@@ -1,17 +1,19 @@
-import { CacheUnavailableError } from '../cache/disk-cache.js';
+import { CacheUnavailableError } from '../cache/disk-state.js';
 import { identifierPrefix, versionKey } from '../cache/keys.js';
 import { Memo } from '../cache/memo.js';
 import { IiifError, sourceUnavailable } from '../errors.js';
-import { sourceInput, type SourceRef } from '../source/source.js';
-import { isJpeg2000 } from './jp2/wasm.js';
+import { head } from '../source/range-reader.js';
+import type { LocalFiles } from '../source/local-files.js';
+import type { ImageFile, SourceRef } from '../source/source.js';
+import { isJpeg2000, JPEG2000_SIGNATURE_BYTES } from './jp2/wasm.js';
 import { probe } from './metadata/probe.js';
 import type { ImageMetadata } from './metadata/types.js';
-import type { Pyramids } from './pyramid/store.js';
+import type { BuiltPyramid, Pyramids } from './pyramid/store.js';
 
 /** What renders read for a source version: its own file, or the pyramid made from it. */
 export interface Prepared {
-  /** The pyramid's path when one was built; otherwise the source is read as it is. */
-  pyramidPath: string | undefined;
+  /** The source's file, or its pyramid's when one was built. */
+  input: ImageFile;
   metadata: ImageMetadata;
 }
 
@@ -29,6 +31,8 @@ export interface PreparationOptions {
   maxEntries: number;
   /** Where pyramids made on first touch go, and how their conversions are scheduled; none: read every source as it is. */
   pyramids: { store: Pyramids; schedule: Schedule } | undefined;
+  /** Reads the pyramid files (kept open between tile reads). */
+  files: LocalFiles;
   /** How long a retry of a JPEG 2000 that could not be converted should wait, in seconds. */
   retryAfterSeconds: number;
 }
@@ -76,28 +80,30 @@ export class Preparation {
 
   private async prepare(source: SourceRef): Promise<Prepared> {
     const { maxInputPixels, maxJpegScans, pyramids } = this.options;
-    const input = sourceInput(source);
-    // Converting needs the source on disk; an in-memory copy (degraded cache) is read as it is.
-    if (!pyramids || typeof input !== 'string') return { pyramidPath: undefined, metadata: await probe(input, maxInputPixels, maxJpegScans) };
+    const file = source.file;
+    if (!pyramids) return { input: file, metadata: await probe(file, maxInputPixels, maxJpegScans) };
     const { store, schedule } = pyramids;
     // libvips cannot read JPEG 2000 at all: it is only ever served through its pyramid.
-    if (await isJpeg2000(input)) return this.fromPyramid(await this.pyramidOrUnavailable(store.pathFor(source, schedule)));
-    const metadata = await probe(input, maxInputPixels, maxJpegScans);
-    if (!store.wants(metadata)) return { pyramidPath: undefined, metadata };
+    if (isJpeg2000(await head(file.reader, JPEG2000_SIGNATURE_BYTES))) {
+      return this.fromPyramid(source, await this.pyramidOrUnavailable(store.pyramidFor(source, schedule)));
+    }
+    const metadata = await probe(file, maxInputPixels, maxJpegScans);
+    if (!store.wants(metadata)) return { input: file, metadata };
     try {
-      return await this.fromPyramid(await store.pathFor(source, schedule));
+      return await this.fromPyramid(source, await store.pyramidFor(source, schedule));
     } catch (error) {
       // No room to store a pyramid: serve from the source itself, slower but correct.
-      if (error instanceof CacheUnavailableError) return { pyramidPath: undefined, metadata };
+      if (error instanceof CacheUnavailableError) return { input: file, metadata };
       throw error;
     }
   }
 
-  private async fromPyramid(path: string): Promise<Prepared> {
-    return { pyramidPath: path, metadata: await probe(path, this.options.maxInputPixels) };
+  private async fromPyramid(source: SourceRef, pyramid: BuiltPyramid): Promise<Prepared> {
+    const input = this.options.files.file(pyramid.path, pyramid.size, source.version);
+    return { input, metadata: await probe(input, this.options.maxInputPixels) };
   }
 
-  private async pyramidOrUnavailable(building: Promise<string>): Promise<string> {
+  private async pyramidOrUnavailable(building: Promise<BuiltPyramid>): Promise<BuiltPyramid> {
     try {
       return await building;
     } catch (error) {

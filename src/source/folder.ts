@@ -3,6 +3,7 @@ import { extname, join, sep } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { notFound, ServerError } from '../errors.js';
 import { checkIdentifier, isServable, printable } from './identifier.js';
+import { LocalFiles } from './local-files.js';
 import type { ImageSource, SourceRef } from './source.js';
 
 /** Tried in order when the identifier names no file as it is ("chart" → "chart.tif"). */
@@ -19,16 +20,22 @@ export class FolderSource implements ImageSource {
    * A changed or new file is noticed within that time.
    */
   private readonly recent: LRUCache<string, Promise<SourceRef>> | undefined;
+  private readonly files: LocalFiles;
 
   private constructor(
     private readonly root: string,
     recheckMs: number,
+    openFiles: number,
   ) {
     this.recent = recheckMs > 0 ? new LRUCache({ max: 10_000, ttl: recheckMs }) : undefined;
+    this.files = new LocalFiles(openFiles);
   }
 
-  /** Fails at start-up, with a message naming the setting, if the folder is not usable. */
-  static async open(root: string, recheckMs = 0): Promise<FolderSource> {
+  /**
+   * Fails at start-up, with a message naming the setting, if the folder is not usable.
+   * `openFiles` bounds the files kept open for range reads (stored tiles).
+   */
+  static async open(root: string, recheckMs = 0, openFiles = 64): Promise<FolderSource> {
     let real: string;
     try {
       real = await realpath(root);
@@ -36,7 +43,7 @@ export class FolderSource implements ImageSource {
       throw new ServerError('SOURCE_ROOT_MISSING', `IIIF_FILE_ROOT "${root}" does not exist`);
     }
     if (!(await stat(real)).isDirectory()) throw new ServerError('SOURCE_ROOT_NOT_FOLDER', `IIIF_FILE_ROOT "${root}" is not a folder`);
-    return new FolderSource(real, recheckMs);
+    return new FolderSource(real, recheckMs, openFiles);
   }
 
   async resolve(identifier: string): Promise<SourceRef> {
@@ -101,11 +108,11 @@ export class FolderSource implements ImageSource {
     if (!real.startsWith(this.root + sep)) return undefined;
     const info = await stat(real).catch(() => undefined);
     if (!info?.isFile()) return undefined;
-    return {
-      identifier,
-      path: real,
-      version: `${Math.trunc(info.mtimeMs)}-${info.size}`,
-      lastModified: info.mtime,
-    };
+    const version = `${Math.trunc(info.mtimeMs)}-${info.size}`;
+    return { identifier, version, lastModified: info.mtime, file: this.files.file(real, info.size, version) };
+  }
+
+  close(): void {
+    this.files.clear();
   }
 }

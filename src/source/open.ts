@@ -7,5 +7,5 @@ import type { ImageSource } from './source.js';
 
 /** The source IIIF_SOURCE names, made once per process. */
 export function openSource(config: Config, metrics: Metrics, log: Log): Promise<ImageSource> {
-  return config.source === 's3' ? S3Source.open(config, metrics, log) : FolderSource.open(config.fileRoot, config.sourceRecheckMs);
+  return config.source === 's3' ? S3Source.open(config, metrics, log) : FolderSource.open(config.fileRoot, config.sourceRecheckMs, config.openTileFiles);
 }

@@ -1,92 +1,94 @@
-import { createWriteStream } from 'node:fs';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { GetObjectCommand, ListObjectsV2Command, S3Client, type GetObjectCommandOutput } from '@aws-sdk/client-s3';
+import { writeFile } from 'node:fs/promises';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { LRUCache } from 'lru-cache';
-import type { Counter, Histogram } from 'prom-client';
-import { CacheUnavailableError, DiskCache, type CachedFile, type Log } from '../cache/disk-cache.js';
+import type { Counter } from 'prom-client';
+import { BlockCache, type ObjectRecord } from '../cache/block-cache.js';
+import type { Log } from '../cache/disk-cache.js';
+import { CacheUnavailableError } from '../cache/disk-state.js';
 import { SingleFlight } from '../cache/single-flight.js';
 import type { Config, S3Config } from '../config.js';
 import { Memo } from '../cache/memo.js';
-import { badGateway, ConfigError, IiifError, notFound, overloaded, sourceUnavailable } from '../errors.js';
+import { ConfigError, IiifError, notFound, overloaded, sourceUnavailable } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import { checkIdentifier, printable } from './identifier.js';
-import { classify, FETCH_RESULTS, IncompleteBody, NotModified, type FetchResult } from './s3-failures.js';
-import type { ImageSource, SourceRef } from './source.js';
+import { BlockReads, type RemoteObject } from './block-reads.js';
+import { checkIdentifier, isServable, printable } from './identifier.js';
+import { classify, NotModified } from './s3-failures.js';
+import { S3Requests } from './s3-requests.js';
+import type { ImageFile, ImageSource, SourceRef } from './source.js';
 import { TokenBucket } from './token-bucket.js';
 
-/** Kept beside each cached object, so a restart knows what it holds and when it last asked S3. */
-interface ObjectMeta {
-  etag: string;
+/** What is remembered of a key's current version, on disk beside its blocks. */
+interface S3Record {
+  size: number;
   lastModified: string;
-  /** When S3 last confirmed this ETag (ms since epoch). */
+  /** When S3 last confirmed this version (ms since epoch). */
   checkedAt: number;
 }
 
-// Backoff between attempts: exponential from 100 ms, capped at 2 s, with full jitter so many
-// containers retrying together do not hit S3 in lockstep.
-const BACKOFF_BASE_MS = 100;
-const BACKOFF_CAP_MS = 2_000;
+/** The largest request made of adjacent missing blocks: about as long to transfer as a request takes to start. */
+const MAX_FETCH_BYTES = 2 * 1024 * 1024;
+/** Blocks kept in memory as well, so a directory read entry by entry, or a hot block, costs no disk read. */
+const MEMORY_BYTES = 32 * 1024 * 1024;
 
 /**
- * Images from an S3 bucket (or an S3-compatible store), kept as local files in a bounded disk
- * cache: each object is fetched once per container and served from disk until the revalidation
- * interval has passed, when a conditional GET (If-None-Match) asks whether it changed.
+ * Images from an S3 bucket (or an S3-compatible store), read by range. Resolving an identifier
+ * costs one ranged GET of the object's first block, which also tells its version (ETag), size
+ * and date; format readers then read what they need — a TIFF's directories, the stored tiles
+ * a request covers — in blocks through a bounded disk cache (block-cache.ts), every read
+ * pinned to that version. Formats that must be decoded whole are fetched whole, once, into the
+ * same cache.
  *
- * Concurrent misses for one identifier share one fetch (single-flight). Each fetch has a
- * deadline and a bounded number of attempts with jittered backoff. "No such key" is remembered
- * for a short time so a missing image does not hammer S3. When S3 fails while a cached copy is
- * merely due for revalidation, the cached copy is served (stale-if-error). When the disk cache
- * cannot be written, objects up to a size limit are fetched into memory instead.
+ * The version is trusted for the revalidation interval; then a conditional GET asks whether it
+ * changed. When a read finds the object changed (If-Match fails), that request fails with 503
+ * and the key is resolved again, so the next request reads the new version: bytes of two
+ * versions are never mixed. Concurrent resolutions of an identifier share one request; every
+ * request has a deadline and bounded, jittered retries. "No such key" is remembered for a short
+ * time. When S3 fails while a version is merely due for revalidation, it is served on
+ * (stale-if-error). When the disk cache cannot be written, blocks are served from memory and
+ * whole objects up to a size limit are fetched into memory.
  */
 export class S3Source implements ImageSource {
   private readonly flights = new SingleFlight<SourceRef>();
+  private readonly wholes = new SingleFlight<string | Buffer>();
+  private readonly blocks: BlockReads;
   private readonly missing: LRUCache<string, IiifError> | undefined;
-  /** Fetches of objects not on disk: a probe of made-up identifiers is one GET each. */
+  /** Fetches of keys with no known version: a probe of made-up identifiers is one GET each. */
   private readonly misses: TokenBucket;
   private readonly missRejections: Counter;
   /** Listings for the viewer's index page: one LIST call per page of 1,000 keys, each billed. */
   private readonly listings: Memo<string[]>;
-  private readonly fetches: Counter<'result'>;
-  private readonly fetchSeconds: Histogram;
   private readonly negativeHits: Counter;
   private readonly staleServed: Counter;
 
   private constructor(
     private readonly config: S3Config,
-    private readonly client: S3Client,
-    private readonly cache: DiskCache<ObjectMeta>,
+    private readonly requests: S3Requests,
+    private readonly cache: BlockCache<S3Record>,
     metrics: Metrics,
     private readonly log: Log,
   ) {
     if (config.negativeTtlSeconds > 0) {
       this.missing = new LRUCache({ max: config.negativeCacheEntries, ttl: config.negativeTtlSeconds * 1000 });
     }
-    this.fetches = metrics.counter('iiif_source_fetch_total', 'Requests to S3 for source objects, by outcome.', ['result']);
-    for (const result of FETCH_RESULTS) this.fetches.inc({ result }, 0);
-    this.fetchSeconds = metrics.histogram('iiif_source_fetch_seconds', 'Time per S3 request for a source object, body included.');
+    this.blocks = new BlockReads(cache as BlockCache<unknown>, (object, start, end) => this.fetchRange(object, start, end), {
+      blockBytes: config.blockBytes,
+      maxFetchBytes: MAX_FETCH_BYTES,
+      memoryBytes: MEMORY_BYTES,
+    });
     this.negativeHits = metrics.counter('iiif_source_negative_cache_hits_total', 'Lookups answered 404 from the memory of recently missing keys.');
-    this.staleServed = metrics.counter('iiif_source_stale_served_total', 'Cached objects served past revalidation because S3 failed.');
+    this.staleServed = metrics.counter('iiif_source_stale_served_total', 'Versions served past revalidation because S3 failed.');
     this.misses = new TokenBucket(config.missRate, config.missBurst);
     this.missRejections = metrics.counter('iiif_source_miss_rejections_total', 'Requests answered 503 because too many uncached images were being fetched (IIIF_S3_MISS_RATE).');
     this.listings = new Memo({ max: 4, ttlMs: config.listTtlSeconds * 1000, keep: () => config.listTtlSeconds > 0 });
   }
 
-  /** One S3 client and one disk cache per process. */
+  /** One S3 client and one disk cache per process; the client's first-call costs are paid here, before the server listens. */
   static async open(config: Config, metrics: Metrics, log: Log): Promise<S3Source> {
     const s3 = config.s3;
     if (!s3) throw new ConfigError(['IIIF_SOURCE=s3 needs the S3 settings']);
-    const client = new S3Client({
-      ...(s3.region ? { region: s3.region } : {}),
-      ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
-      forcePathStyle: s3.forcePathStyle,
-      // Retries are ours (below), so attempts, backoff and the deadline are counted in one place.
-      maxAttempts: 1,
-      requestHandler: { connectionTimeout: s3.timeoutMs, socketTimeout: s3.timeoutMs },
-    });
-    const cache = await DiskCache.open<ObjectMeta>({ ...config.cache, name: 'source', metrics, log });
-    return new S3Source(s3, client, cache, metrics, log);
+    const requests = new S3Requests(s3, S3Requests.client(s3), metrics, log);
+    const [cache] = await Promise.all([BlockCache.open<S3Record>({ ...config.cache, metrics, log }), requests.warmUp()]);
+    return new S3Source(s3, requests, cache, metrics, log);
   }
 
   async resolve(identifier: string): Promise<SourceRef> {
@@ -96,19 +98,25 @@ export class S3Source implements ImageSource {
       this.negativeHits.inc();
       throw known;
     }
-    const cached = this.cache.get(identifier);
-    if (cached && this.isFresh(cached)) return this.refFor(identifier, cached);
-    if (!cached && !this.flights.has(identifier) && !this.misses.take()) {
+    const current = this.cache.record(identifier);
+    if (current && this.isFresh(current)) return this.refFor(identifier, current);
+    if (!current && !this.flights.has(identifier) && !this.misses.take()) {
       this.missRejections.inc();
       throw overloaded('the server is fetching too many images it has not seen yet; retry shortly', this.misses.secondsToNext);
     }
-    return this.flights.run(identifier, () => this.fetch(identifier));
+    return this.flights.run(identifier, () => this.fetchVersion(identifier));
   }
 
-  /** Drops the cached object and any remembered 404; true when something was cached. */
+  /** Drops the cached blocks, object and record and any remembered 404; true when something was cached. */
   async purge(identifier: string): Promise<boolean> {
     this.missing?.delete(identifier);
-    return this.cache.remove(identifier);
+    this.blocks.forget(this.cache.keyFolder(identifier));
+    return this.cache.dropKey(identifier);
+  }
+
+  /** Finishes the cache writes under way (the server is stopping). */
+  close(): Promise<void> {
+    return this.cache.settle();
   }
 
   /** Reused for IIIF_S3_LIST_TTL_SECONDS; concurrent callers share one listing. */
@@ -121,7 +129,7 @@ export class S3Source implements ImageSource {
     let token: string | undefined;
     const signal = AbortSignal.timeout(this.config.deadlineMs);
     do {
-      const page = await this.client
+      const page = await this.requests.client
         .send(
           new ListObjectsV2Command({
             Bucket: this.config.bucket,
@@ -133,7 +141,7 @@ export class S3Source implements ImageSource {
           { abortSignal: signal },
         )
         .catch((error: unknown) => {
-          throw this.failure(error, 'listing the bucket');
+          throw this.requests.failure(error, 'listing the bucket');
         });
       for (const object of page.Contents ?? []) {
         const identifier = object.Key?.slice(this.config.prefix.length);
@@ -144,161 +152,123 @@ export class S3Source implements ImageSource {
     return identifiers;
   }
 
-  private isFresh(cached: CachedFile<ObjectMeta>): boolean {
-    return Date.now() - cached.meta.checkedAt < this.config.revalidateSeconds * 1000;
+  private isFresh(current: ObjectRecord<S3Record>): boolean {
+    return Date.now() - current.record.checkedAt < this.config.revalidateSeconds * 1000;
   }
 
-  private refFor(identifier: string, file: CachedFile<ObjectMeta>): SourceRef {
-    return { identifier, path: file.path, version: file.meta.etag, lastModified: new Date(file.meta.lastModified) };
+  private refFor(identifier: string, { version, record }: ObjectRecord<S3Record>): SourceRef {
+    return { identifier, version, lastModified: new Date(record.lastModified), file: this.fileFor({ ...this.cache.object(identifier, version), size: record.size }) };
   }
 
-  /** Runs once per identifier at a time (single-flight): a miss, or a cached copy due for revalidation. */
-  private async fetch(identifier: string): Promise<SourceRef> {
-    const stale = this.cache.peek(identifier);
-    if (stale && this.isFresh(stale)) return this.refFor(identifier, stale);
+  private fileFor(object: RemoteObject): ImageFile {
+    return {
+      reader: this.blocks.reader(object),
+      whole: () => this.wholes.run(object.folder, () => this.whole(object)),
+      onDisk: false,
+    };
+  }
+
+  /** Runs once per identifier at a time (single-flight): a miss, or a version due for revalidation. */
+  private async fetchVersion(identifier: string): Promise<SourceRef> {
+    const known = this.cache.record(identifier);
+    if (known && this.isFresh(known)) return this.refFor(identifier, known);
     const deadline = AbortSignal.timeout(this.config.deadlineMs);
     try {
-      return await this.withRetries(deadline, () => this.fetchOnce(identifier, stale?.meta.etag, deadline));
+      return await this.requests.withRetries(deadline, () => this.fetchFirstBlock(identifier, known, deadline));
     } catch (error) {
       const { result } = classify(error);
       if (result === 'not_found' || result === 'denied') {
-        await this.cache.remove(identifier);
+        this.blocks.forget(this.cache.keyFolder(identifier));
+        await this.cache.dropKey(identifier);
         const missing = notFound(`no image with identifier "${printable(identifier)}"`);
         this.missing?.set(identifier, missing);
         if (result === 'denied') this.log.warn({ identifier: printable(identifier) }, 'S3 denied access to a source object; answered 404');
         throw missing;
       }
-      const current = this.cache.peek(identifier);
-      if (current) {
-        // S3 is failing but we hold a copy: serving it beats an error, and it is revalidated again next time.
+      if (known && !(error instanceof IiifError)) {
+        // S3 is failing but we know a version: serving it beats an error, and it is revalidated again next time.
         this.staleServed.inc();
-        this.log.warn({ err: error, identifier: printable(identifier) }, 'S3 failed during revalidation; serving the cached copy');
-        return this.refFor(identifier, current);
+        this.log.warn({ err: error, identifier: printable(identifier) }, 'S3 failed during revalidation; serving the known version');
+        return this.refFor(identifier, known);
       }
-      throw this.failure(error, `fetching "${printable(identifier)}"`, deadline);
+      throw this.requests.failure(error, `fetching "${printable(identifier)}"`, deadline);
     }
   }
 
-  /** One attempt: a (conditional) GET streamed into the disk cache, or into memory when the cache cannot take it. */
-  private async fetchOnce(identifier: string, etag: string | undefined, deadline: AbortSignal): Promise<SourceRef> {
+  /** One attempt: the first block, which tells the version (or a 304: the known version is still current). */
+  private async fetchFirstBlock(identifier: string, known: ObjectRecord<S3Record> | undefined, deadline: AbortSignal): Promise<SourceRef> {
     try {
-      const file = await this.cache.put(identifier, (temp) =>
-        this.get(identifier, etag, deadline, async (response, size) => {
-          await pipeline(response.Body as Readable, createWriteStream(temp), { signal: deadline }).catch((error: unknown) => {
-            throw deadline.aborted ? error : new IncompleteBody('the object body ended early', { cause: error });
-          });
-          return { size, meta: objectMeta(response) };
-        }),
-      );
-      return this.refFor(identifier, file);
+      const { version, bytes } = await this.requests.first(this.key(identifier), known?.version, this.config.blockBytes, deadline);
+      const current = { version: version.etag, record: { size: version.size, lastModified: version.lastModified.toISOString(), checkedAt: Date.now() } };
+      const object = this.cache.object(identifier, current.version);
+      this.cache.setRecord(object, current.record);
+      if (bytes.length > 0) this.blocks.keep({ ...object, size: version.size }, 0, bytes);
+      return this.refFor(identifier, current);
     } catch (error) {
-      if (error instanceof NotModified) return this.confirmCached(identifier, deadline);
-      if (!(error instanceof CacheUnavailableError)) throw error;
-      return this.fetchIntoMemory(identifier, deadline);
+      if (!(error instanceof NotModified) || !known) throw error;
+      const confirmed = { version: known.version, record: { ...known.record, checkedAt: Date.now() } };
+      this.cache.setRecord(this.cache.object(identifier, known.version), confirmed.record);
+      return this.refFor(identifier, confirmed);
     }
   }
 
-  private async confirmCached(identifier: string, deadline: AbortSignal): Promise<SourceRef> {
-    const cached = this.cache.peek(identifier);
-    // Evicted while we asked: fetch the whole object.
-    if (!cached) return this.fetchOnce(identifier, undefined, deadline);
-    await this.cache.updateMeta(identifier, { ...cached.meta, checkedAt: Date.now() });
-    return this.refFor(identifier, cached);
-  }
-
-  /** The degraded path: the object in memory, bounded, served for this request only. */
-  private fetchIntoMemory(identifier: string, deadline: AbortSignal): Promise<SourceRef> {
-    return this.get(identifier, undefined, deadline, async (response, size) => {
-      if (size > this.config.memoryFallbackMaxBytes) {
-        (response.Body as Readable).destroy();
-        throw sourceUnavailable(
-          `the image is too large to serve while the disk cache is unavailable (${size} bytes)`,
-          this.config.retryAfterSeconds,
-        );
-      }
-      const bytes = Buffer.from(await response.Body!.transformToByteArray());
-      if (bytes.length !== size) throw new IncompleteBody(`expected ${size} bytes, got ${bytes.length}`);
-      const meta = objectMeta(response);
-      return { identifier, path: `s3://${this.config.bucket}/${this.key(identifier)}`, bytes, version: meta.etag, lastModified: new Date(meta.lastModified) };
-    });
-  }
-
-  /** One GET, timed and counted, handing the response to `consume` (which reads the body). */
-  private async get<T>(
-    identifier: string,
-    etag: string | undefined,
-    deadline: AbortSignal,
-    consume: (response: GetObjectCommandOutput, size: number) => Promise<T>,
-  ): Promise<T> {
-    const done = this.fetchSeconds.startTimer();
-    let result: FetchResult = 'ok';
+  /** Bytes of one version for the block reads; a version S3 no longer holds fails the request and is resolved again. */
+  private async fetchRange(object: RemoteObject, start: number, end: number): Promise<Buffer> {
+    const deadline = AbortSignal.timeout(this.config.deadlineMs);
     try {
-      const response = await this.client.send(
-        new GetObjectCommand({ Bucket: this.config.bucket, Key: this.key(identifier), IfNoneMatch: etag ? `"${etag}"` : undefined }),
-        { abortSignal: deadline },
-      );
-      if (response.ContentLength === undefined || !response.Body) throw new IncompleteBody('the response has no length or body');
-      return await consume(response, response.ContentLength);
+      return await this.requests.withRetries(deadline, () => this.requests.range(this.key(object.key), object.version, start, end, deadline));
     } catch (error) {
-      if (error instanceof IiifError) throw error;
-      result = classify(error).result;
-      throw result === 'not_modified' ? new NotModified() : error;
-    } finally {
-      done();
-      this.fetches.inc({ result });
+      throw await this.readFailure(error, object, deadline);
     }
   }
 
-  private async withRetries<T>(deadline: AbortSignal, attempt: () => Promise<T>): Promise<T> {
-    for (let n = 1; ; n++) {
-      try {
-        return await attempt();
-      } catch (error) {
-        if (deadline.aborted || n >= this.config.maxAttempts || !classify(error).retryable || error instanceof IiifError) throw error;
-        const delay = Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (n - 1));
-        await sleep(delay, undefined, { signal: deadline }).catch(() => {
+  /**
+   * The whole object for decoders that need it: from the cache, from blocks already at hand
+   * (a small object is its first block), or one GET into the cache — or into memory, bounded,
+   * when the cache folder cannot take it.
+   */
+  private async whole(object: RemoteObject): Promise<string | Buffer> {
+    const cached = await this.cache.wholePath(object, object.size);
+    if (cached) return cached;
+    const deadline = AbortSignal.timeout(this.config.deadlineMs);
+    try {
+      if (this.blocks.hasAll(object)) {
+        const bytes = await this.blocks.read(object, 0, object.size);
+        return await this.cache.putWhole(object, object.size, (temp) => writeFile(temp, bytes)).catch((error: unknown) => {
+          if (error instanceof CacheUnavailableError) return bytes;
           throw error;
         });
       }
+      return await this.requests.withRetries(deadline, () => this.wholeOnce(object, deadline));
+    } catch (error) {
+      throw await this.readFailure(error, object, deadline);
     }
   }
 
-  /** The IiifError a client gets for a failure we could not get past. */
-  private failure(error: unknown, doing: string, deadline?: AbortSignal): IiifError {
-    if (error instanceof IiifError) return error;
-    const { result } = classify(error);
-    this.log.warn({ err: error, result }, `S3 failed ${doing}`);
-    if (deadline?.aborted) return sourceUnavailable(`the image store did not answer in time while ${doing}`, this.config.retryAfterSeconds);
-    switch (result) {
-      case 'throttled':
-      case 'unavailable':
-        return sourceUnavailable(`the image store is unavailable (${result}) while ${doing}`, this.config.retryAfterSeconds);
-      case 'incomplete':
-        return badGateway(`the image store sent an incomplete object while ${doing}`);
-      default:
-        return badGateway(`the image store refused the request while ${doing}`);
+  private async wholeOnce(object: RemoteObject, deadline: AbortSignal): Promise<string | Buffer> {
+    const key = this.key(object.key);
+    try {
+      return await this.cache.putWhole(object, object.size, (temp) => this.requests.wholeToFile(key, object.version, object.size, temp, deadline));
+    } catch (error) {
+      if (!(error instanceof CacheUnavailableError)) throw error;
     }
+    // The degraded path: the object in memory, bounded, served for this request only.
+    if (object.size > this.config.memoryFallbackMaxBytes) {
+      throw sourceUnavailable(`the image is too large to serve while the disk cache is unavailable (${object.size} bytes)`, this.config.retryAfterSeconds);
+    }
+    return this.requests.wholeToMemory(key, object.version, object.size, deadline);
+  }
+
+  /** The client's error for a failed read; when the object changed, its key is resolved again in the background. */
+  private async readFailure(error: unknown, object: RemoteObject, deadline: AbortSignal): Promise<IiifError> {
+    if (classify(error).result === 'changed' && this.cache.record(object.key)?.version === object.version) {
+      await this.cache.forgetRecord(object.key);
+      void this.resolve(object.key).catch(() => undefined);
+    }
+    return this.requests.failure(error, `reading "${printable(object.key)}"`, deadline);
   }
 
   private key(identifier: string): string {
     return this.config.prefix + identifier;
-  }
-}
-
-function objectMeta(response: GetObjectCommandOutput): ObjectMeta {
-  return {
-    // Quotes are part of the ETag's wire form, not of its value.
-    etag: (response.ETag ?? '').replace(/^"|"$/g, ''),
-    lastModified: (response.LastModified ?? new Date()).toISOString(),
-    checkedAt: Date.now(),
-  };
-}
-
-function isServable(identifier: string): boolean {
-  try {
-    checkIdentifier(identifier);
-    return true;
-  } catch {
-    return false;
   }
 }

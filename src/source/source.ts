@@ -1,20 +1,35 @@
+import { IiifError } from '../errors.js';
+import type { RangeReader } from './range-reader.js';
+
+/**
+ * An image's bytes, two ways: by range for the format readers (headers, directories, stored
+ * tiles), and whole for decoders that cannot work from ranges (plain JPEG, PNG, WebP, GIF,
+ * strip TIFFs, pyramid conversion).
+ */
+export interface ImageFile {
+  readonly reader: RangeReader;
+  /**
+   * The whole image: a local file's path, or its bytes in memory when no local file can be
+   * written (a remote source whose cache folder is unwritable or full). A remote source fetches
+   * the object on the first call, once, through its cache.
+   */
+  whole(): Promise<string | Buffer>;
+  /** The bytes already are a local file: whole() costs nothing, and libvips may read the file itself. */
+  readonly onDisk: boolean;
+}
+
 /** Where an image's bytes are, once an identifier has been resolved. */
 export interface SourceRef {
   identifier: string;
-  /** A readable local file holding the image (or, when `bytes` is set, only a name for it). */
-  path: string;
-  /**
-   * The image itself, when no local file could be written (a remote source whose disk cache is
-   * unwritable or full). Readers use these bytes instead of `path`.
-   */
-  bytes?: Buffer;
   /** Changes whenever the bytes change; keys every cache and every ETag. */
   version: string;
   lastModified: Date;
+  /** The bytes of exactly this version. */
+  file: ImageFile;
 }
 
 export interface ImageSource {
-  /** Resolves an identifier to a local file; throws a 404 IiifError when there is no such image. */
+  /** Resolves an identifier to its current version; throws a 404 IiifError when there is no such image. */
   resolve(identifier: string): Promise<SourceRef>;
   /**
    * Up to `limit` identifiers of the images available, sorted, for the viewer's index page.
@@ -23,7 +38,18 @@ export interface ImageSource {
   list?(limit: number): Promise<string[]>;
   /** Forgets whatever the source keeps for an identifier (cached copies, remembered 404s); true when it held a copy. */
   purge?(identifier: string): Promise<boolean>;
+  /** Releases what the source holds open (files kept open for reads) and finishes its cache writes; the process is shutting down. */
+  close?(): Promise<void> | void;
 }
 
-/** What sharp should read for a resolved source. */
-export const sourceInput = (ref: SourceRef): string | Buffer => ref.bytes ?? ref.path;
+const SOURCE_CHANGED = 'IIIF_SOURCE_CHANGED';
+
+/**
+ * The image changed in its store while a request was reading it: the bytes already read belong
+ * to the old version, so the request cannot be finished without mixing two. The next request
+ * reads the new version.
+ */
+export const sourceChanged = (): IiifError =>
+  new IiifError(503, SOURCE_CHANGED, 'the image changed in the store while it was being read; retry', { 'retry-after': '1' });
+
+export const isSourceChanged = (error: unknown): boolean => error instanceof IiifError && error.code === SOURCE_CHANGED;

@@ -2,7 +2,8 @@ import { copyFile, mkdtemp, readdir, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CacheUnavailableError, DiskCache, IncompleteWriteError, type Log } from '../../src/cache/disk-cache.js';
+import { DiskCache, type Log } from '../../src/cache/disk-cache.js';
+import { CacheUnavailableError, IncompleteWriteError } from '../../src/cache/disk-state.js';
 import { Metrics } from '../../src/metrics.js';
 
 const quiet: Log = { warn: () => undefined, info: () => undefined };

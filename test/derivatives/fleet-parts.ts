@@ -15,6 +15,7 @@ import { probe } from '../../src/image/metadata/probe.js';
 import { buildPyramid } from '../../src/image/pyramid/convert.js';
 import { Metrics } from '../../src/metrics.js';
 import { quadrants } from '../fixtures.js';
+import { allLevels, localFile } from '../image/local-file.js';
 import { BUCKET, type S3Store } from '../source/s3-store.js';
 
 export const PREFIX = 'derivatives/';
@@ -53,8 +54,9 @@ export async function makePyramid(width = 1200, height = 800): Promise<Derivativ
   await sharp(await quadrants()).resize(width, height, { fit: 'fill', kernel: 'nearest' }).removeAlpha().jpeg({ quality: 95 }).toFile(flat);
   const pyramidPath = join(dir, 'pyramid.tif');
   await buildPyramid(flat, pyramidPath, { tileSize: 256, quality: 85, maxInputPixels: 100_000_000 });
-  const metadata = await probe(pyramidPath, 100_000_000);
-  return { pyramidPath, info: { width: metadata.width, height: metadata.height, levels: metadata.levels } };
+  const metadata = await probe(await localFile(pyramidPath), 100_000_000);
+  const levels = (await allLevels(metadata.levels)).map(({ width, height, page }) => ({ width, height, page }));
+  return { pyramidPath, info: { width: metadata.width, height: metadata.height, levels } };
 }
 
 /** Every key under a prefix, as s3rver holds them (read straight from s3rver, not through the proxy). */

@@ -62,6 +62,20 @@ describe('pyramids made on first touch', () => {
     expect(await builds(second)).toBe(0);
   });
 
+  it('converts a large tiled TIFF whose second page is not a smaller copy (a scan of two pages)', async () => {
+    const page = await sharp(await quadrants()).resize(1600, 1000, { fit: 'fill', kernel: 'nearest' }).removeAlpha().png().toBuffer();
+    await sharp([page, page], { join: { animated: true } })
+      .tiff({ tile: true, tileWidth: 256, tileHeight: 256, compression: 'jpeg', quality: 90 })
+      .toFile(join(root, 'two-pages.tif'));
+    expect((await sharp(join(root, 'two-pages.tif')).metadata()).pages).toBe(2);
+    const app = await open();
+    const info = (await app.inject('/iiif/3/two-pages.tif/info.json')).json();
+    expect([info.width, info.height]).toEqual([1600, 1000]);
+    expect(await builds(app)).toBe(1);
+    const small = await app.inject('/iiif/3/two-pages.tif/full/200,/0/default.jpg');
+    expect(small.headers['x-iiif-source-level']).not.toBe('0');
+  });
+
   it('leaves images below the threshold as they are', async () => {
     const app = await open({ IIIF_PYRAMID_THRESHOLD_PIXELS: '10000000' });
     const tile = await app.inject('/iiif/3/big.jpg/0,0,1024,1024/256,256/0/default.jpg');

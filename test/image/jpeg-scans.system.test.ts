@@ -7,6 +7,8 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manyScanJpeg } from '../../bench/crafted.js';
 import { countJpegScans } from '../../src/image/metadata/jpeg-scans.js';
+import { LocalFiles } from '../../src/source/local-files.js';
+import { bufferReader } from '../../src/source/range-reader.js';
 import { makeFixtures } from '../fixtures.js';
 import { appFor } from '../http/helpers.js';
 
@@ -29,19 +31,21 @@ beforeAll(async () => {
 
 describe('counting scans', () => {
   it('counts the scans of baseline, progressive and crafted files, from a file or from memory', async () => {
-    expect(await countJpegScans(baseline, 100)).toBe(1);
+    expect(await countJpegScans(bufferReader(baseline), 100)).toBe(1);
     const script = join(root, 'five.txt');
     await writeFile(script, '0,1,2: 0-0, 0, 1;\n0,1,2: 0-0, 1, 0;\n0: 1-63, 0, 0;\n1: 1-63, 0, 0;\n2: 1-63, 0, 0;\n');
     await writeFile(join(root, 'baseline.jpg'), baseline);
     const { stdout } = await run('jpegtran', ['-scans', script, join(root, 'baseline.jpg')], { encoding: 'buffer' });
-    expect(await countJpegScans(stdout, 100)).toBe(5);
-    expect(await countJpegScans(crafted, 100_000)).toBe(2090);
-    // Read in 64 KiB pieces, segments and scans straddle the pieces.
-    expect(await countJpegScans(join(root, 'scans.jpg'), 100_000)).toBe(2090);
+    expect(await countJpegScans(bufferReader(stdout), 100)).toBe(5);
+    expect(await countJpegScans(bufferReader(crafted), 100_000)).toBe(2090);
+    // Read from a file in 64 KiB pieces, segments and scans straddle the pieces.
+    const files = new LocalFiles(4);
+    expect(await countJpegScans(files.file(join(root, 'scans.jpg'), crafted.length, 'v1').reader, 100_000)).toBe(2090);
+    files.clear();
   });
 
   it('stops counting past the limit', async () => {
-    expect(await countJpegScans(crafted, 100)).toBe(101);
+    expect(await countJpegScans(bufferReader(crafted), 100)).toBe(101);
   });
 
   it('ignores scan markers inside segments (an EXIF thumbnail) and survives damaged files', async () => {
@@ -49,10 +53,10 @@ describe('counting scans', () => {
     const app1 = Buffer.concat([Buffer.from([0xff, 0xe1]), Buffer.alloc(2), baseline]);
     app1.writeUInt16BE(app1.length - 2, 2);
     const withThumbnail = Buffer.concat([baseline.subarray(0, 2), app1, baseline.subarray(2)]);
-    expect(await countJpegScans(withThumbnail, 100)).toBe(1);
-    expect(await countJpegScans(baseline.subarray(0, baseline.length / 2), 100)).toBe(1);
-    expect(await countJpegScans(Buffer.from([0xff, 0xd8, 0xff, 0xda]), 100)).toBe(1);
-    expect(await countJpegScans(Buffer.alloc(1000, 0xff), 100)).toBe(0);
+    expect(await countJpegScans(bufferReader(withThumbnail), 100)).toBe(1);
+    expect(await countJpegScans(bufferReader(baseline.subarray(0, baseline.length / 2)), 100)).toBe(1);
+    expect(await countJpegScans(bufferReader(Buffer.from([0xff, 0xd8, 0xff, 0xda])), 100)).toBe(1);
+    expect(await countJpegScans(bufferReader(Buffer.alloc(1000, 0xff)), 100)).toBe(0);
   });
 });
 

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -27,13 +27,15 @@ async function statusOf(identifier: string): Promise<number | 'ok'> {
 describe('folder source', () => {
   it('resolves a path relative to the root, with a version from mtime and size', async () => {
     const ref = await source.resolve('deep/dir/chart.png');
-    expect(ref.path).toBe(join(fixtures.root, 'deep', 'dir', 'chart.png'));
+    expect(await ref.file.whole()).toBe(join(fixtures.root, 'deep', 'dir', 'chart.png'));
+    expect(ref.file.onDisk).toBe(true);
+    expect(ref.file.reader.size).toBe((await readFile(join(fixtures.root, 'deep', 'dir', 'chart.png'))).length);
     expect(ref.version).toMatch(/^\d+-\d+$/);
   });
 
   it('tries the usual extensions in order', async () => {
-    expect((await source.resolve('chart')).path.endsWith('chart.tif')).toBe(true);
-    expect((await source.resolve('quadrants')).path.endsWith('quadrants.png')).toBe(true);
+    expect(await (await source.resolve('chart')).file.whole()).toMatch(/chart\.tif$/);
+    expect(await (await source.resolve('quadrants')).file.whole()).toMatch(/quadrants\.png$/);
   });
 
   it('changes the version when the file changes', async () => {

@@ -54,6 +54,8 @@ describe('the server process with IIIF_SOURCE=s3', () => {
           if (typeof entry.port === 'number') resolve(entry.port);
         });
       });
+      // The S3 client's first-call costs (credentials, connection) were paid before it listened.
+      expect(store.requests.map((r) => r.method)).toEqual(['HEAD']);
       const response = await fetch(`http://127.0.0.1:${port}/iiif/3/chart.png/full/100,/0/default.png`);
       expect(response.status).toBe(200);
       expect(near(await pixel(Buffer.from(await response.arrayBuffer()), 5, 5), RED)).toBe(true);

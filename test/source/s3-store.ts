@@ -8,4 +8,4 @@ process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
 delete process.env.AWS_SESSION_TOKEN;
 delete process.env.AWS_PROFILE;
 
-export { BUCKET, S3Store, type Fault, type SeenRequest } from '../../bench/s3-store.js';
+export { BUCKET, S3Store, type Fault, type SeenRequest, type Traffic } from '../../bench/s3-store.js';

@@ -40,12 +40,17 @@ async function open(env: Record<string, string> = {}, cacheDir?: string): Promis
   return { ...app, cacheDir: dir };
 }
 
-/** What the cache folder really occupies: allocated blocks of every file in it. */
+/** What the cache folder really occupies: allocated blocks of every file in it, at any depth. */
 async function bytesOnDisk(dir: string): Promise<number> {
   let total = 0;
-  for (const name of await readdir(dir)) total += (await stat(join(dir, name))).blocks * 512;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).blocks * 512;
+  }
   return total;
 }
+
+/** GETs of whole objects (no Range), of one key or of all. */
+const wholeGets = (key?: string) => store.requests.filter((r) => r.method === 'GET' && r.key !== '' && !r.range && (key === undefined || r.key === key)).length;
 
 /** An incompressible PNG of about width × width × 3 bytes. */
 function noise(width: number): Promise<Buffer> {
@@ -88,7 +93,7 @@ describe('S3 source: serving', () => {
     expect(await s3.source.list!(2)).toEqual(['a.png', 'b.png']);
   });
 
-  it('makes exactly one GET for 50 concurrent cold requests, and all 50 get the image', async () => {
+  it('makes exactly one GET for 50 concurrent cold requests of a small image, and all 50 get the image', async () => {
     const s3 = await open();
     await store.put('burst.png', chart);
     const before = store.gets('burst.png');
@@ -96,14 +101,15 @@ describe('S3 source: serving', () => {
       Array.from({ length: 50 }, (_, i) => s3.app.inject(i % 2 ? tile('burst.png') : '/iiif/3/burst.png/info.json')),
     );
     expect(responses.map((r) => r.statusCode)).toEqual(Array(50).fill(200));
+    // The object is smaller than a block: its first block is the whole of it.
     expect(store.gets('burst.png') - before).toBe(1);
     expect(await s3.metric('iiif_source_fetch_total{result="ok"}')).toBe(1);
     expect(await s3.metric('iiif_source_cache_misses_total')).toBeGreaterThanOrEqual(1);
-    expect(await s3.metric('iiif_source_cache_hits_total')).toBe(0);
-    // Warm now: more requests are disk hits without S3 traffic.
-    await s3.app.inject(tile('burst.png'));
+    // Warm now: another rendering reads the cached copy without S3 traffic.
+    const hits = await s3.metric('iiif_source_cache_hits_total');
+    expect((await s3.app.inject('/iiif/3/burst.png/full/50,/0/default.png')).statusCode).toBe(200);
     expect(store.gets('burst.png') - before).toBe(1);
-    expect(await s3.metric('iiif_source_cache_hits_total')).toBe(1);
+    expect(await s3.metric('iiif_source_cache_hits_total')).toBeGreaterThan(hits);
   });
 
   it('answers 422 for corrupt bytes in S3, and keeps serving other images', async () => {
@@ -119,19 +125,21 @@ describe('S3 source: disk cache', () => {
     for (const id of ids) await store.put(id, await noise(300)); // ~270 kB each, ~1.6 MB in all
     const bound = 1024 * 1024;
     const s3 = await open({ IIIF_CACHE_MAX_BYTES: String(bound) });
-    const before = store.gets();
+    const before = wholeGets();
     for (const id of ids) {
       expect((await s3.app.inject(tile(id))).statusCode).toBe(200);
       expect(await bytesOnDisk(s3.cacheDir)).toBeLessThanOrEqual(bound);
     }
-    expect(store.gets() - before).toBe(6);
+    // PNG is decoded whole: each fetched whole once (after a ranged GET of its first block, which says its version).
+    expect(wholeGets() - before).toBe(6);
     expect(await s3.metric('iiif_source_cache_evictions_total')).toBeGreaterThanOrEqual(2);
     expect(await s3.metric('iiif_source_cache_bytes')).toBe(await bytesOnDisk(s3.cacheDir));
     // The most recent is still on disk, the oldest is fetched again.
-    await s3.app.inject(tile('n5.png'));
-    expect(store.gets() - before).toBe(6);
-    await s3.app.inject(tile('n0.png'));
-    expect(store.gets('n0.png')).toBe(2);
+    const gets = store.gets();
+    await s3.app.inject('/iiif/3/n5.png/full/60,/0/default.png');
+    expect(store.gets()).toBe(gets);
+    await s3.app.inject('/iiif/3/n0.png/full/60,/0/default.png');
+    expect(wholeGets('n0.png')).toBe(2);
     expect(await bytesOnDisk(s3.cacheDir)).toBeLessThanOrEqual(bound);
   });
 
@@ -141,7 +149,7 @@ describe('S3 source: disk cache', () => {
     const image = await images.resolve('chart.png');
     await s3.source.purge!('chart.png'); // the file goes, as in an eviction between resolve and render
     const gets = store.gets('chart.png');
-    const plan = images.plan(3, parseImageRequest(3, 'full', 'max', '0', 'default.png'), image);
+    const plan = await images.plan(3, parseImageRequest(3, 'full', 'max', '0', 'default.png'), image);
     const rendered = await images.render(image, plan);
     expect(near(await pixel(rendered.data, 10, 10), RED)).toBe(true);
     expect(store.gets('chart.png')).toBe(gets + 1);
@@ -160,7 +168,8 @@ describe('S3 source: disk cache', () => {
     await expectChart(second, 'restart.png');
     await expectChart(second);
     expect(store.gets()).toBe(gets);
-    expect(await second.metric('iiif_source_cache_hits_total')).toBe(2);
+    expect(await second.metric('iiif_source_cache_hits_total')).toBeGreaterThanOrEqual(2);
+    expect(await second.metric('iiif_source_cache_misses_total')).toBe(0);
     expect((await readdir(first.cacheDir)).some((name) => name.startsWith('.tmp-'))).toBe(false);
   });
 
@@ -315,7 +324,7 @@ describe('purge endpoint', () => {
 
     const purge = await s3.app.inject({ method: 'DELETE', url: `/admin/cache/${encodeURIComponent('deep/dir/chart.png')}`, headers: auth });
     expect(purge.statusCode).toBe(204);
-    expect((await readdir(s3.cacheDir)).length).toBe(files - 2); // the file and its sidecar
+    expect((await readdir(s3.cacheDir)).length).toBe(files - 1); // its folder: blocks, whole copy, record
     await expectChart(s3, 'deep/dir/chart.png');
     expect(store.gets() - gets).toBe(1);
 

@@ -1,4 +1,4 @@
-import { open, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { sourceTooLarge, undecodableSource } from '../../errors.js';
 import { decodeOffThread } from './off-thread.js';
 
@@ -14,16 +14,12 @@ export interface DecodedRaster {
 const J2K_CODESTREAM = Buffer.from([0xff, 0x4f, 0xff, 0x51]);
 const JP2_SIGNATURE = Buffer.from([0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20, 0x0d, 0x0a, 0x87, 0x0a]);
 
-/** Whether a file starts like JPEG 2000: a bare codestream or a JP2 box container. */
-export async function isJpeg2000(path: string): Promise<boolean> {
-  const file = await open(path, 'r');
-  try {
-    const head = Buffer.alloc(12);
-    await file.read(head, 0, 12, 0);
-    return head.subarray(0, 4).equals(J2K_CODESTREAM) || head.equals(JP2_SIGNATURE);
-  } finally {
-    await file.close();
-  }
+/** How many of a file's first bytes isJpeg2000 looks at. */
+export const JPEG2000_SIGNATURE_BYTES = JP2_SIGNATURE.length;
+
+/** Whether a file's first bytes are JPEG 2000's: a bare codestream or a JP2 box container. */
+export function isJpeg2000(start: Buffer): boolean {
+  return start.subarray(0, 4).equals(J2K_CODESTREAM) || start.subarray(0, JP2_SIGNATURE.length).equals(JP2_SIGNATURE);
 }
 
 /** The codestream inside a JP2 file (its `jp2c` box), or the bytes themselves for a bare one. */
@@ -75,8 +71,8 @@ export function readJpeg2000Header(stream: Buffer): Jpeg2000Header {
  * a pyramid once, on a worker thread (see off-thread.ts). The header is read first: a file
  * declaring more than `maxInputPixels` is refused before any pixel is decoded.
  */
-export async function decodeJpeg2000(path: string, maxInputPixels: number): Promise<DecodedRaster> {
-  const stream = codestreamOf(await readFile(path));
+export async function decodeJpeg2000(input: string | Buffer, maxInputPixels: number): Promise<DecodedRaster> {
+  const stream = codestreamOf(typeof input === 'string' ? await readFile(input) : input);
   const header = readJpeg2000Header(stream);
   if (header.width <= 0 || header.height <= 0) throw undecodableSource('the stored JPEG 2000 image has no dimensions');
   if (header.width * header.height > maxInputPixels) {

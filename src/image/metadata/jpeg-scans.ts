@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import type { RangeReader } from '../../source/range-reader.js';
 
 const READ_BYTES = 64 * 1024;
 
@@ -7,25 +7,13 @@ const READ_BYTES = 64 * 1024;
  * progressive (or multi-scan) JPEG is decoded by running every scan over the whole image, and
  * nothing in the format bounds their number: a 174 KB file of 3960×3960 with 2,649 legal scans
  * cost about 10 s of CPU per decode, for any region of it. Counting is a walk over the markers,
- * reading the file once in small pieces, with no decoding.
+ * reading the image once in small pieces (a progressive JPEG is decoded from all of it anyway),
+ * with no decoding.
  */
-export async function countJpegScans(input: string | Buffer, stopAfter: number): Promise<number> {
+export async function countJpegScans(reader: RangeReader, stopAfter: number): Promise<number> {
   const counter = new ScanCounter(stopAfter);
-  if (Buffer.isBuffer(input)) {
-    counter.feed(input);
-    return counter.scans;
-  }
-  const file = await open(input, 'r');
-  try {
-    const piece = Buffer.allocUnsafe(READ_BYTES);
-    for (let position = 0; !counter.done; ) {
-      const { bytesRead } = await file.read(piece, 0, READ_BYTES, position);
-      if (bytesRead === 0) break;
-      counter.feed(piece.subarray(0, bytesRead));
-      position += bytesRead;
-    }
-  } finally {
-    await file.close();
+  for (let offset = 0; !counter.done && offset < reader.size; offset += READ_BYTES) {
+    counter.feed(await reader.read(offset, Math.min(READ_BYTES, reader.size - offset)));
   }
   return counter.scans;
 }

@@ -5,6 +5,7 @@ import { SingleFlight } from '../../cache/single-flight.js';
 import type { Metrics } from '../../metrics.js';
 import type { SourceRef } from '../../source/source.js';
 import type { ImageMetadata } from '../metadata/types.js';
+import { decoding } from '../vanished.js';
 import { buildPyramid, wantsPyramid, type PyramidOptions } from './convert.js';
 
 export interface PyramidSettings extends PyramidOptions {
@@ -12,6 +13,12 @@ export interface PyramidSettings extends PyramidOptions {
   maxBytes: number;
   /** Single-level images with at least this many pixels are converted on first touch. */
   thresholdPixels: number;
+}
+
+/** A stored pyramid: its file and length. */
+export interface BuiltPyramid {
+  path: string;
+  size: number;
 }
 
 interface PyramidMeta {
@@ -26,7 +33,7 @@ interface PyramidMeta {
  * recently used, and found again after a restart.
  */
 export class Pyramids {
-  private readonly building = new SingleFlight<string>();
+  private readonly building = new SingleFlight<BuiltPyramid>();
   private readonly builds;
   private readonly buildSeconds;
 
@@ -53,28 +60,33 @@ export class Pyramids {
     return this.cache.peek(source.identifier)?.meta.version === source.version;
   }
 
-  /** The pyramid of this source version, built on first touch (throws CacheUnavailableError when it cannot be stored). */
-  async pathFor(source: SourceRef, schedule: <T>(work: () => Promise<T>) => Promise<T>): Promise<string> {
+  /**
+   * The pyramid of this source version, built on first touch from the whole source (throws
+   * CacheUnavailableError when it cannot be stored).
+   */
+  async pyramidFor(source: SourceRef, schedule: <T>(work: () => Promise<T>) => Promise<T>): Promise<BuiltPyramid> {
     const current = this.cache.get(source.identifier);
-    if (current?.meta.version === source.version) return current.path;
-    return this.building.run(versionKey(source.identifier, source.version), () =>
-      schedule(async () => {
+    if (current?.meta.version === source.version) return current;
+    return this.building.run(versionKey(source.identifier, source.version), async () => {
+      // Fetched before queueing: a download must not hold a conversion slot.
+      const input = await source.file.whole();
+      return schedule(async () => {
         const done = this.buildSeconds.startTimer();
         try {
           const entry = await this.cache.put(source.identifier, async (temp) => {
-            await buildPyramid(source.path, temp, this.settings);
+            await decoding(input, (whole) => buildPyramid(whole, temp, this.settings));
             return { size: (await stat(temp)).size, meta: { version: source.version } };
           });
           this.builds.inc({ result: 'built' });
-          return entry.path;
+          return entry;
         } catch (error) {
           this.builds.inc({ result: 'failed' });
           throw error;
         } finally {
           done();
         }
-      }),
-    );
+      });
+    });
   }
 
   /** Drops an identifier's pyramid (an operator's purge). */

@@ -46,7 +46,7 @@ export function sendableAsStored(plan: Pick<RenderPlan, 'format' | 'quality' | '
 }
 
 /** 8-bit JPEG tiles any decoder reads right on their own: three colour channels or one grey. */
-function isPlainJpeg(page: TiffPage): boolean {
+export function isPlainJpeg(page: TiffPage): boolean {
   if (page.compression !== JPEG || page.bitsPerSample !== 8 || !page.jpegTables || !page.tilesSelfDescribing) return false;
   return page.samplesPerPixel === 3 || (page.photometric === GREY && page.samplesPerPixel === 1);
 }

@@ -1,4 +1,5 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import { IiifError } from '../../errors.js';
+import type { RangeReader } from '../../source/range-reader.js';
 
 /** Where one page's tiles lie in a tiled TIFF, as far as stored-tile pass-through needs it. */
 export interface TiffPage {
@@ -23,6 +24,8 @@ export interface TiffPage {
    * Adobe marker saying "no colour transform".
    */
   tilesSelfDescribing: boolean;
+  /** TIFF orientation, 1 (rows top to bottom, columns left to right) unless stated. */
+  orientation: number;
 }
 
 const TAG = {
@@ -31,6 +34,7 @@ const TAG = {
   bitsPerSample: 258,
   compression: 259,
   photometric: 262,
+  orientation: 274,
   samplesPerPixel: 277,
   planarConfig: 284,
   tileWidth: 322,
@@ -47,52 +51,139 @@ const MAX_ENTRIES = 1024;
 const MAX_VALUES = 4_000_000;
 
 /**
- * Reads the page structure of a classic (non-Big) TIFF: tile grids, tile offsets and JPEG
- * tables. Returns undefined for anything it does not fully understand — the caller then simply
- * renders through sharp — so a malformed file can never make this throw.
+ * The page structure of a classic (non-Big) TIFF: tile grids, tile offsets and JPEG tables,
+ * read by range. Directories are read when first asked for: the first one at once, each later
+ * one only when a request needs that page (a pyramid's directories lie far apart, one range
+ * read each). Anything it does not fully understand ends the pages there — the caller then
+ * simply renders through sharp — so a malformed file never makes it throw; trouble getting the
+ * bytes (the store failing) does, and is not remembered, so the next request reads again.
  */
-export async function readTiffLayout(path: string): Promise<TiffPage[] | undefined> {
-  let file: FileHandle | undefined;
-  try {
-    file = await open(path, 'r');
-    const size = (await file.stat()).size;
-    const reader = new Reader(file, size);
-    const header = await reader.bytes(0, 8);
-    const order = header.toString('latin1', 0, 2);
-    if (order !== 'II' && order !== 'MM') return undefined;
-    reader.littleEndian = order === 'II';
-    if (reader.u16(header, 2) !== 42) return undefined;
-    const pages: TiffPage[] = [];
-    const seen = new Set<number>();
-    let offset = reader.u32(header, 4);
-    while (offset !== 0 && pages.length < MAX_PAGES && !seen.has(offset)) {
-      seen.add(offset);
-      const { page, next } = await reader.page(offset);
-      if (!page) return pages.length > 0 ? pages : undefined;
-      pages.push(page);
-      offset = next;
+export class TiffLayout {
+  /** Directories read so far (or being read), in chain order; undefined past the last understood one. */
+  private readonly directories: Array<Promise<Directory | undefined>>;
+  /** Offsets of the directories read, so a chain that loops back ends. */
+  private readonly seen = new Set<number>();
+  private tailRead = false;
+
+  /** The first page, read when the layout was opened. */
+  readonly first: TiffPage;
+  /** Whether the first directory names another after it (known without reading that one). */
+  readonly hasMorePages: boolean;
+
+  private constructor(
+    private readonly reader: Reader,
+    offset: number,
+    first: Directory,
+  ) {
+    this.first = first.page;
+    this.hasMorePages = first.next !== 0;
+    this.directories = [Promise.resolve(first)];
+    this.seen.add(offset);
+  }
+
+  /** The layout of a TIFF whose first page is understood; undefined for anything else. */
+  static async open(bytes: RangeReader): Promise<TiffLayout | undefined> {
+    return understood(async () => {
+      const reader = new Reader(bytes);
+      const header = await reader.bytes(0, 8);
+      const order = header.toString('latin1', 0, 2);
+      if (order !== 'II' && order !== 'MM') return undefined;
+      reader.littleEndian = order === 'II';
+      if (reader.u16(header, 2) !== 42) return undefined;
+      const offset = reader.u32(header, 4);
+      const first = await reader.page(offset);
+      return first.page ? new TiffLayout(reader, offset, { page: first.page, next: first.next }) : undefined;
+    });
+  }
+
+  /** Page `index` (0 = the first), reading the directories before it as needed; undefined past the last understood one. */
+  async page(index: number): Promise<TiffPage | undefined> {
+    if (index < 0 || index >= MAX_PAGES) return undefined;
+    while (this.directories.length <= index) {
+      const position = this.directories.length;
+      const reading = this.readAfter(this.directories[position - 1]!);
+      this.directories.push(reading);
+      // A failed read is forgotten (with whatever was chained on it), so the next request tries again.
+      reading.catch(() => {
+        if (this.directories[position] === reading) this.directories.length = position;
+      });
     }
-    return pages;
-  } catch {
+    return (await this.directories[index]!)?.page;
+  }
+
+  /** Reads the file's tail once, when the directory at `offset` lies in it (see TAIL_BYTES). */
+  private async readTailFrom(offset: number): Promise<void> {
+    if (this.tailRead || offset >= this.reader.size || this.reader.size - offset > TAIL_BYTES) return;
+    await this.reader.bytes(offset, this.reader.size - offset);
+    this.tailRead = true;
+  }
+
+  /** Every understood page, in order (walks the whole chain). */
+  async all(): Promise<TiffPage[]> {
+    const pages: TiffPage[] = [];
+    for (let index = 0; ; index++) {
+      const page = await this.page(index);
+      if (!page) return pages;
+      pages.push(page);
+    }
+  }
+
+  private async readAfter(previous: Promise<Directory | undefined>): Promise<Directory | undefined> {
+    const offset = (await previous)?.next;
+    if (!offset || this.seen.has(offset)) return undefined;
+    return understood(async () => {
+      await this.readTailFrom(offset);
+      const { page, next } = await this.reader.page(offset);
+      this.seen.add(offset);
+      return page && { page, next };
+    });
+  }
+}
+
+/**
+ * Pyramid writers (libvips, libtiff) put each level's directory after its tiles, so the small
+ * levels and their directories end up together at the end of the file. When a directory lies
+ * within this many bytes of the end, the whole tail is read at once: from a remote store that
+ * is one request instead of one per remaining directory (and the small levels' tiles, which a
+ * viewer's first screen needs, come with it); the reads that follow find it cached.
+ */
+const TAIL_BYTES = 256 * 1024;
+
+interface Directory {
+  page: TiffPage;
+  /** Offset of the next directory; 0 when this is the last. */
+  next: number;
+}
+
+/** Every understood page of a TIFF (the whole directory chain), or undefined when the first is not understood. */
+export async function readTiffLayout(bytes: RangeReader): Promise<TiffPage[] | undefined> {
+  return (await TiffLayout.open(bytes))?.all();
+}
+
+/**
+ * Runs a parse: what the parser does not understand (bad offsets, ranges past the end, odd
+ * values) means undefined; the store failing to deliver bytes is an IiifError, passed on.
+ */
+async function understood<T>(parse: () => Promise<T | undefined>): Promise<T | undefined> {
+  try {
+    return await parse();
+  } catch (error) {
+    if (error instanceof IiifError) throw error;
     return undefined;
-  } finally {
-    await file?.close();
   }
 }
 
 class Reader {
   littleEndian = true;
 
-  constructor(
-    private readonly file: FileHandle,
-    private readonly size: number,
-  ) {}
+  constructor(private readonly file: RangeReader) {}
 
-  async bytes(offset: number, length: number): Promise<Buffer> {
-    if (offset < 0 || length < 0 || offset + length > this.size) throw new RangeError('outside the file');
-    const buffer = Buffer.alloc(length);
-    await this.file.read(buffer, 0, length, offset);
-    return buffer;
+  get size(): number {
+    return this.file.size;
+  }
+
+  bytes(offset: number, length: number): Promise<Buffer> {
+    return this.file.read(offset, length);
   }
 
   u16(buffer: Buffer, at: number): number {
@@ -158,6 +249,7 @@ class Reader {
         tileByteCounts,
         jpegTables,
         tilesSelfDescribing: photometric !== 2 || (await this.startsWithAdobeNoTransform(tileOffsets[0]!, tileByteCounts[0]!)),
+        orientation: one(TAG.orientation, 1)!,
       },
       next,
     };

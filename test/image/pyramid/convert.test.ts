@@ -6,10 +6,12 @@ import { IiifError } from '../../../src/errors.js';
 import { decodeOffThread } from '../../../src/image/jp2/off-thread.js';
 import { codestreamOf, decodeJpeg2000 } from '../../../src/image/jp2/wasm.js';
 import { probe } from '../../../src/image/metadata/probe.js';
+import { listedLevels } from '../../../src/image/metadata/stored-levels.js';
 import { buildPyramid, wantsPyramid } from '../../../src/image/pyramid/convert.js';
 import { readTiffLayout } from '../../../src/image/tiles/tiff-layout.js';
 import { BLUE, expectQuadrantColours, makeFixtures, near, pixel, quadrants, RED } from '../../fixtures.js';
 import { encodeJ2k, jp2Container } from '../../j2k.js';
+import { allLevels, localFile } from '../local-file.js';
 
 let root: string;
 const options = { tileSize: 256, quality: 85, maxInputPixels: 100_000_000 };
@@ -24,10 +26,11 @@ async function quadrantsRaw(width: number, height: number) {
 
 describe('pyramid conversion', () => {
   it('only converts single-level images above the threshold', () => {
-    const flat = { width: 4000, height: 4000, levels: [{ width: 4000, height: 4000, page: 0 }] };
+    const full = { width: 4000, height: 4000, page: 0, tiles: undefined };
+    const flat = { width: 4000, height: 4000, levels: listedLevels([full]) };
     expect(wantsPyramid(flat, 16_000_000)).toBe(true);
     expect(wantsPyramid(flat, 16_000_001)).toBe(false);
-    expect(wantsPyramid({ ...flat, levels: [...flat.levels, { width: 2000, height: 2000, page: 1 }] }, 1)).toBe(false);
+    expect(wantsPyramid({ ...flat, levels: listedLevels([full, { width: 2000, height: 2000, page: 1, tiles: undefined }]) }, 1)).toBe(false);
   });
 
   it('turns a plain JPEG into a tiled JPEG pyramid with the same pixels', async () => {
@@ -35,9 +38,9 @@ describe('pyramid conversion', () => {
     await sharp(await quadrantsRaw(3000, 2000), { raw: { width: 3000, height: 2000, channels: 3 } }).jpeg({ quality: 95 }).toFile(source);
     const target = join(root, 'flat.pyr.tif');
     await buildPyramid(source, target, options);
-    const meta = await probe(target, options.maxInputPixels);
-    expect(meta.levels.map((l) => [l.width, l.height])).toEqual([[3000, 2000], [1500, 1000], [750, 500], [375, 250], [187, 125]]);
-    const pages = (await readTiffLayout(target))!;
+    const meta = await probe(await localFile(target), options.maxInputPixels);
+    expect((await allLevels(meta.levels)).map((l) => [l.width, l.height])).toEqual([[3000, 2000], [1500, 1000], [750, 500], [375, 250], [187, 125]]);
+    const pages = (await readTiffLayout((await localFile(target)).reader))!;
     expect(pages[0]).toMatchObject({ tileWidth: 256, compression: 7, photometric: 6 });
     await expectQuadrantColours(await sharp(target).png().toBuffer());
   });
@@ -46,7 +49,7 @@ describe('pyramid conversion', () => {
     const alpha = join(root, 'alpha.pyr.tif');
     await buildPyramid(join(root, 'alpha.png'), alpha, options);
     expect((await sharp(alpha).metadata()).hasAlpha).toBe(true);
-    expect((await readTiffLayout(alpha))![0]!.compression).toBe(8); // deflate
+    expect((await readTiffLayout((await localFile(alpha)).reader))![0]!.compression).toBe(8); // deflate
     const turned = join(root, 'rotated.pyr.tif');
     await buildPyramid(join(root, 'rotated.jpg'), turned, options);
     const meta = await sharp(turned).metadata();
@@ -66,7 +69,7 @@ describe('pyramid conversion', () => {
     await writeFile(source, boxed ? jp2Container(stream, w, h, 3) : stream);
     const target = `${source}.pyr.tif`;
     await buildPyramid(source, target, options);
-    expect((await probe(target, options.maxInputPixels)).levels.length).toBe(3);
+    expect(await allLevels((await probe(await localFile(target), options.maxInputPixels)).levels)).toHaveLength(3);
     await expectQuadrantColours(await sharp(target).png().toBuffer());
   });
 

@@ -1,0 +1,176 @@
+import { LRUCache } from 'lru-cache';
+import type { BlockCache, CachedObject } from '../cache/block-cache.js';
+import { checkRange, type RangeReader } from './range-reader.js';
+
+/** One version of a remote object, as read by range. */
+export interface RemoteObject extends CachedObject {
+  size: number;
+}
+
+/** Fetches bytes [start, end) of exactly this version from the store (one request, retried within its deadline). */
+export type FetchRange = (object: RemoteObject, start: number, end: number) => Promise<Buffer>;
+
+export interface BlockReadsOptions {
+  /** The unit of fetching and caching. */
+  blockBytes: number;
+  /** Largest single fetch made of adjacent missing blocks. */
+  maxFetchBytes: number;
+  /** Memory for recently read blocks (bytes). */
+  memoryBytes: number;
+}
+
+interface Waiting {
+  resolve(data: Buffer): void;
+  reject(error: unknown): void;
+  promise: Promise<Buffer>;
+}
+
+/**
+ * Range reads of remote objects through the block cache. A read becomes the fixed-size blocks
+ * it touches; each block comes from memory (recently read), from disk, or from the store. Reads
+ * of a block already on its way share it (single flight per block), and the missing blocks of
+ * all reads made in the same turn of the event loop are fetched together, adjacent ones in one
+ * request (a viewer's tiles of a row are adjacent bytes), up to `maxFetchBytes` a request.
+ */
+export class BlockReads {
+  private readonly loading = new Map<string, Promise<Buffer>>();
+  private readonly queued = new Map<string, { object: RemoteObject; blocks: Map<number, Waiting> }>();
+  private flushing = false;
+  private readonly recent: LRUCache<string, Buffer>;
+
+  constructor(
+    private readonly cache: BlockCache<unknown>,
+    private readonly fetch: FetchRange,
+    private readonly options: BlockReadsOptions,
+  ) {
+    this.recent = new LRUCache({ maxSize: Math.max(1, options.memoryBytes), sizeCalculation: (block) => Math.max(1, block.length) });
+  }
+
+  reader(object: RemoteObject): RangeReader {
+    return { size: object.size, read: (offset, length) => this.read(object, offset, length) };
+  }
+
+  /** Keeps a block fetched another way (the first block comes with the object's version). */
+  keep(object: RemoteObject, index: number, data: Buffer): void {
+    this.recent.set(blockKey(object, index), data);
+    this.cache.keepBlock(object, index, data);
+  }
+
+  /** Drops the blocks kept in memory for every version in `keyFolder` (a purge). */
+  forget(keyFolder: string): void {
+    for (const key of [...this.recent.keys()]) if (key.startsWith(`${keyFolder}/`)) this.recent.delete(key);
+  }
+
+  /** Whether every block of the object is at hand (memory or disk), so it can be read whole without a fetch. */
+  hasAll(object: RemoteObject): boolean {
+    for (let index = 0; index * this.options.blockBytes < object.size; index++) {
+      if (!this.recent.has(blockKey(object, index)) && !this.cache.hasBlock(object, index)) return false;
+    }
+    return true;
+  }
+
+  async read(object: RemoteObject, offset: number, length: number): Promise<Buffer> {
+    checkRange(object.size, offset, length);
+    if (length === 0) return Buffer.alloc(0);
+    const size = this.options.blockBytes;
+    const first = Math.floor(offset / size);
+    const last = Math.floor((offset + length - 1) / size);
+    const blocks = await Promise.all(Array.from({ length: last - first + 1 }, (_, i) => this.block(object, first + i)));
+    const joined = blocks.length === 1 ? blocks[0]! : Buffer.concat(blocks);
+    const start = offset - first * size;
+    return joined.subarray(start, start + length);
+  }
+
+  private block(object: RemoteObject, index: number): Promise<Buffer> {
+    const key = blockKey(object, index);
+    const known = this.recent.get(key);
+    if (known) {
+      // Keeps its file from looking unused on disk while it is hot in memory.
+      this.cache.touchBlock(object, index);
+      return Promise.resolve(known);
+    }
+    let loading = this.loading.get(key);
+    if (!loading) {
+      loading = this.load(object, index, key);
+      this.loading.set(key, loading);
+      const done = () => {
+        if (this.loading.get(key) === loading) this.loading.delete(key);
+      };
+      loading.then(done, done);
+    }
+    return loading;
+  }
+
+  /** From disk when stored intact, else from the store (then kept in memory at once and on disk in the background). */
+  private async load(object: RemoteObject, index: number, key: string): Promise<Buffer> {
+    let data = this.cache.hasBlock(object, index) ? await this.cache.readBlock(object, index) : undefined;
+    if (!data) {
+      data = await this.enqueue(object, index);
+      this.cache.keepBlock(object, index, data);
+    }
+    this.recent.set(key, data);
+    return data;
+  }
+
+  private enqueue(object: RemoteObject, index: number): Promise<Buffer> {
+    let batch = this.queued.get(object.folder);
+    if (!batch) this.queued.set(object.folder, (batch = { object, blocks: new Map() }));
+    let waiting = batch.blocks.get(index);
+    if (!waiting) batch.blocks.set(index, (waiting = deferred()));
+    if (!this.flushing) {
+      this.flushing = true;
+      // Everything asked for in this turn of the event loop goes out together.
+      setImmediate(() => this.flush());
+    }
+    return waiting.promise;
+  }
+
+  private flush(): void {
+    this.flushing = false;
+    const batches = [...this.queued.values()];
+    this.queued.clear();
+    const size = this.options.blockBytes;
+    const perFetch = Math.max(1, Math.floor(this.options.maxFetchBytes / size));
+    for (const { object, blocks } of batches) {
+      const indices = [...blocks.keys()].sort((a, b) => a - b);
+      for (const run of adjacentRuns(indices, perFetch)) {
+        const first = run[0]!;
+        this.fetch(object, first * size, Math.min((run[run.length - 1]! + 1) * size, object.size)).then(
+          (bytes) => {
+            for (const index of run) {
+              const part = bytes.subarray((index - first) * size, (index - first + 1) * size);
+              // A copy, so a block kept in memory does not pin the whole response.
+              blocks.get(index)!.resolve(run.length === 1 ? part : Buffer.from(part));
+            }
+          },
+          (error: unknown) => {
+            for (const index of run) blocks.get(index)!.reject(error);
+          },
+        );
+      }
+    }
+  }
+}
+
+const blockKey = (object: CachedObject, index: number): string => `${object.folder}/${index}`;
+
+/** Sorted indices cut into runs of consecutive ones, each at most `limit` long. */
+function adjacentRuns(indices: number[], limit: number): number[][] {
+  const runs: number[][] = [];
+  for (const index of indices) {
+    const run = runs[runs.length - 1];
+    if (run && run[run.length - 1] === index - 1 && run.length < limit) run.push(index);
+    else runs.push([index]);
+  }
+  return runs;
+}
+
+function deferred(): Waiting {
+  let resolve!: (data: Buffer) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<Buffer>((ok, fail) => {
+    resolve = ok;
+    reject = fail;
+  });
+  return { resolve, reject, promise };
+}
