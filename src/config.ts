@@ -46,10 +46,11 @@ export interface Config {
   largeRenderQueue: number;
   /** Longest a render may wait for a slot before the request is answered 503. */
   queueTimeoutMs: number;
-  /** Retry-After on a 503 from the cheap and the expensive lane, and when a conversion has no room. */
+  /** Retry-After on a 503 from the cheap and the expensive lane. */
   renderRetryAfterSeconds: number;
   largeRenderRetryAfterSeconds: number;
-  conversionRetryAfterSeconds: number;
+  /** JPEG 2000 files kept in memory for decoding, in bytes. */
+  jp2MemoryBytes: number;
   /** Source files kept open for stored-tile reads. */
   openTileFiles: number;
   /** Encoder settings for rendered output. */
@@ -191,7 +192,7 @@ export function loadConfig(env: Env = process.env): Config {
     queueTimeoutMs: read.integer('IIIF_QUEUE_TIMEOUT_MS'),
     renderRetryAfterSeconds: read.integer('IIIF_RENDER_RETRY_AFTER_SECONDS'),
     largeRenderRetryAfterSeconds: read.integer('IIIF_LARGE_RENDER_RETRY_AFTER_SECONDS'),
-    conversionRetryAfterSeconds: read.integer('IIIF_CONVERSION_RETRY_AFTER_SECONDS'),
+    jp2MemoryBytes: read.integer('IIIF_JP2_MEMORY_BYTES'),
     openTileFiles: read.integer('IIIF_OPEN_TILE_FILES'),
     encoding: {
       jpegQuality: read.integer('IIIF_JPEG_QUALITY'),

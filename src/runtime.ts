@@ -2,6 +2,7 @@ import type { Log } from './cache/disk-cache.js';
 import type { Config } from './config.js';
 import { IiifService } from './iiif/service.js';
 import { Images } from './image/images.js';
+import { jp2UnavailableReason } from './image/jp2/decoder.js';
 import { Pyramids } from './image/pyramid/store.js';
 import { configureSharp } from './image/render/sharp-setup.js';
 import { Metrics } from './metrics.js';
@@ -39,6 +40,9 @@ const SILENT: Log = { warn: () => undefined, info: () => undefined };
 export async function createRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   configureSharp(config);
   const log = options.log ?? SILENT;
+  // Said once per process: every other format is served, and JPEG 2000 requests get a 501.
+  const jp2Missing = jp2UnavailableReason();
+  if (jp2Missing) log.warn({}, jp2Missing);
   const metrics = new Metrics();
   const source = options.source ?? (await openSource(config, metrics, log));
   const pyramids = config.pyramids.thresholdPixels > 0 ? await Pyramids.open(config.pyramids, metrics, log) : undefined;

@@ -8,9 +8,9 @@ export interface CachedResult {
   /**
    * passthrough: stored JPEG bytes as they are; cut: a stored JPEG tile cut without decoding;
    * tile: one stored tile decoded; tiles: the stored tiles under the region, read by range and
-   * joined; sharp: the whole file through libvips.
+   * joined; sharp: the whole file through libvips; jp2: a JPEG 2000 region decoded by OpenJPEG.
    */
-  method: 'passthrough' | 'cut' | 'tile' | 'tiles' | 'sharp';
+  method: 'passthrough' | 'cut' | 'tile' | 'tiles' | 'sharp' | 'jp2';
 }
 
 /** Bookkeeping per entry beyond its bytes: the key, the entry object, the LRU's links. */

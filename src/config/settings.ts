@@ -409,7 +409,7 @@ export const SETTINGS: readonly Setting[] = [
     min: 0,
     max: Number.MAX_SAFE_INTEGER,
     defaultDoc: "`16000000`",
-    doc: "single-level images with at least this many pixels are converted to a pyramid on first touch (progressive JPEGs already from 1 megapixel: they are decoded whole for any region); `0` never converts (JPEG 2000 then cannot be served)",
+    doc: "single-level images with at least this many pixels are converted to a pyramid on first touch (progressive JPEGs already from 1 megapixel: they are decoded whole for any region); `0` never converts",
   },
   {
     name: 'IIIF_PYRAMID_QUALITY',
@@ -511,13 +511,13 @@ export const SETTINGS: readonly Setting[] = [
     doc: "`Retry-After` on a `503` from the expensive lane",
   },
   {
-    name: 'IIIF_CONVERSION_RETRY_AFTER_SECONDS',
+    name: 'IIIF_JP2_MEMORY_BYTES',
     type: 'integer',
-    default: 30,
-    min: 1,
-    max: 3_600,
-    defaultDoc: "`30`",
-    doc: "`Retry-After` on a `503` when a JPEG 2000 image cannot be converted for lack of room in `IIIF_PYRAMID_DIR`",
+    default: 256 * MiB,
+    min: 0,
+    max: 64 * GiB,
+    defaultDoc: "`268435456` (256 MiB)",
+    doc: "memory for the JPEG 2000 files being decoded (OpenJPEG decodes from memory): the most recently used are kept, so a viewer's tiles do not read the file again each time",
   },
   {
     name: 'IIIF_RENDER_MEMORY_BYTES',

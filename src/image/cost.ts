@@ -14,8 +14,15 @@ import type { LevelRead } from './levels.js';
  */
 const ENCODE_SECONDS_PER_MEGAPIXEL: Record<Format, number> = { jpg: 0.07, tif: 0.4, png: 0.6, webp: 1.3, gif: 8, avif: 2 };
 
-/** Decoding and resampling the region read, seconds per megapixel (progressive JPEGs are bounded apart: see metadata/jpeg-scans.ts). */
-const DECODE_SECONDS_PER_MEGAPIXEL = 0.03;
+/**
+ * Decoding and resampling the region read, seconds per megapixel of it. libvips: JPEG, PNG,
+ * WebP, TIFF (progressive JPEGs are bounded apart: see metadata/jpeg-scans.ts). OpenJPEG: about
+ * 0.1 s of CPU per 256×256 region at its level (measured on 12000×9000 JPEG 2000), and it cannot
+ * be stopped once started either.
+ */
+const DECODE_SECONDS_PER_MEGAPIXEL = { libvips: 0.03, openjpeg: 1.6 } as const;
+
+export type Decoder = keyof typeof DECODE_SECONDS_PER_MEGAPIXEL;
 
 /**
  * Working memory of the encoder beyond the RGBA canvas, bytes per canvas pixel, measured the
@@ -34,11 +41,11 @@ export interface RenderCost {
 }
 
 /**
- * What a render costs, from the plan alone: the region decoded at the chosen level, the output,
- * the rotated canvas (arbitrary angles make an enlarged copy), and the encoder's own share, which
- * for AVIF and GIF dwarfs the rest.
+ * What a render costs, from the plan alone: the region decoded at the chosen level (by libvips,
+ * or by OpenJPEG for JPEG 2000), the output, the rotated canvas (arbitrary angles make an
+ * enlarged copy), and the encoder's own share, which for AVIF and GIF dwarfs the rest.
  */
-export function renderCost(plan: Pick<RenderPlan, 'width' | 'height' | 'degrees' | 'canvas' | 'format'>, read: Pick<LevelRead, 'region'>): RenderCost {
+export function renderCost(plan: Pick<RenderPlan, 'width' | 'height' | 'degrees' | 'canvas' | 'format'>, read: Pick<LevelRead, 'region'>, decoder: Decoder = 'libvips'): RenderCost {
   const decoded = read.region.width * read.region.height;
   const output = plan.width * plan.height;
   const canvas = plan.canvas.width * plan.canvas.height;
@@ -46,7 +53,7 @@ export function renderCost(plan: Pick<RenderPlan, 'width' | 'height' | 'degrees'
   const encodeSeconds = (canvas * ENCODE_SECONDS_PER_MEGAPIXEL[plan.format]) / 1e6;
   return {
     memoryBytes: 4 * (decoded + output + rotatedCopy) + ENCODER_BYTES_PER_PIXEL[plan.format] * canvas,
-    seconds: (decoded * DECODE_SECONDS_PER_MEGAPIXEL) / 1e6 + encodeSeconds,
+    seconds: (decoded * DECODE_SECONDS_PER_MEGAPIXEL[decoder]) / 1e6 + encodeSeconds,
     jpegPixels: Math.round((encodeSeconds * 1e6) / ENCODE_SECONDS_PER_MEGAPIXEL.jpg),
   };
 }

@@ -11,11 +11,13 @@ import { isSourceChanged, type ImageFile, type ImageSource, type SourceRef } fro
 import { Admission, type Lane } from './admission.js';
 import { laneFor, renderCost } from './cost.js';
 import { levelRead, type LevelRead } from './levels.js';
+import { decodeJp2 } from './jp2/decoder.js';
+import { Jp2Files } from './jp2/source.js';
 import type { ImageMetadata } from './metadata/types.js';
 import { Preparation } from './prepare.js';
 import type { Pyramids } from './pyramid/store.js';
 import { joinStoredTiles } from './render/from-tiles.js';
-import { render, renderFrom } from './render/render.js';
+import { render, renderFrom, type RenderDeadline } from './render/render.js';
 import { cropJpegCorner } from './tiles/jpeg-crop.js';
 import { isPlainJpeg, locateTile, sendableAsStored } from './tiles/locate.js';
 import { readStoredTile } from './tiles/tile-reader.js';
@@ -53,6 +55,8 @@ export class Images {
   private readonly pyramidFiles: LocalFiles;
   /** Retry-After when a render in each lane runs past its deadline. */
   private readonly retryAfter: Record<Lane, number>;
+  /** JPEG 2000 files in memory for the decoder. */
+  private readonly jp2Files: Jp2Files;
 
   constructor(
     private readonly source: ImageSource,
@@ -63,6 +67,7 @@ export class Images {
     this.results = new ResultCache(config.resultCacheBytes, config.resultCacheMaxItemBytes, metrics);
     this.pyramidFiles = new LocalFiles(config.openTileFiles);
     this.retryAfter = { cheap: config.renderRetryAfterSeconds, expensive: config.largeRenderRetryAfterSeconds };
+    this.jp2Files = new Jp2Files(config.jp2MemoryBytes);
     this.admission = new Admission(
       {
         cheap: { concurrency: config.renderConcurrency, queue: config.renderQueue, retryAfterSeconds: config.renderRetryAfterSeconds },
@@ -79,7 +84,6 @@ export class Images {
       maxEntries: config.metadataCacheEntries,
       pyramids: pyramids && { store: pyramids, schedule },
       files: this.pyramidFiles,
-      retryAfterSeconds: config.conversionRetryAfterSeconds,
     });
   }
 
@@ -115,7 +119,7 @@ export class Images {
     return {
       ...plan,
       read,
-      lane: laneFor(renderCost(plan, read), plan.format, this.config),
+      lane: laneFor(renderCost(plan, read, image.metadata.jp2 ? 'openjpeg' : 'libvips'), plan.format, this.config),
       resultKey: requestKey(image.source.identifier, image.source.version, plan.canonical),
     };
   }
@@ -134,8 +138,9 @@ export class Images {
   private async produce(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
     const { level, region } = plan.read;
     const { reader } = image.input;
+    if (image.metadata.jp2) return this.decodeJp2(image, plan);
     const { encoding } = this.config;
-    const deadline = { seconds: this.config.renderTimeoutSeconds, retryAfterSeconds: this.retryAfter[plan.lane] };
+    const deadline = this.deadline(plan);
     const spot = locateTile(plan, plan.read, level.tiles);
     if (spot) {
       const stored = await readStoredTile(reader, spot.page, spot.index);
@@ -154,6 +159,30 @@ export class Images {
     return this.decode(plan, 'sharp', () =>
       decoding(whole, (input) => render(input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, encoding, deadline)),
     );
+  }
+
+  /**
+   * JPEG 2000: OpenJPEG decodes only the region, at the resolution level the plan chose
+   * (reduce), on the libuv pool; sharp then sizes, turns and encodes it like any other render.
+   */
+  private async decodeJp2(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
+    const { level, region } = plan.read;
+    const file = await this.jp2Files.bytes(image.input, image.source.identifier, image.source.version);
+    return this.decode(plan, 'jp2', async () => {
+      const raster = await decodeJp2(file, {
+        reduce: level.page,
+        region,
+        maxPixels: Math.floor(this.config.renderMemoryBytes / 4),
+        maxSourcePixels: this.config.maxInputPixels,
+      });
+      const pixels = sharp(raster.data, { raw: { width: raster.width, height: raster.height, channels: raster.channels } });
+      return renderFrom(pixels, undefined, plan, level.page, this.config.encoding, this.deadline(plan));
+    });
+  }
+
+  /** How long one render of this plan may run (sharp's timeout), and the Retry-After past it. */
+  private deadline(plan: ImagePlan): RenderDeadline {
+    return { seconds: this.config.renderTimeoutSeconds, retryAfterSeconds: this.retryAfter[plan.lane] };
   }
 
   /** One sharp pipeline in the plan's lane, timed. */

@@ -1,11 +1,12 @@
 import { CacheUnavailableError } from '../cache/disk-state.js';
 import { identifierPrefix, versionKey } from '../cache/keys.js';
 import { Memo } from '../cache/memo.js';
-import { IiifError, sourceUnavailable } from '../errors.js';
+import { formatUnavailable, IiifError } from '../errors.js';
 import { head } from '../source/range-reader.js';
 import type { LocalFiles } from '../source/local-files.js';
 import type { ImageFile, SourceRef } from '../source/source.js';
-import { isJpeg2000, JPEG2000_SIGNATURE_BYTES } from './jp2/wasm.js';
+import { jp2Available } from './jp2/decoder.js';
+import { isJpeg2000, JPEG2000_SIGNATURE_BYTES, readJp2Metadata } from './jp2/source.js';
 import { probe } from './metadata/probe.js';
 import type { ImageMetadata } from './metadata/types.js';
 import type { BuiltPyramid, Pyramids } from './pyramid/store.js';
@@ -33,8 +34,6 @@ export interface PreparationOptions {
   pyramids: { store: Pyramids; schedule: Schedule } | undefined;
   /** Reads the pyramid files (kept open between tile reads). */
   files: LocalFiles;
-  /** How long a retry of a JPEG 2000 that could not be converted should wait, in seconds. */
-  retryAfterSeconds: number;
 }
 
 /**
@@ -81,12 +80,14 @@ export class Preparation {
   private async prepare(source: SourceRef): Promise<Prepared> {
     const { maxInputPixels, maxJpegScans, pyramids } = this.options;
     const file = source.file;
+    // JPEG 2000 (which libvips cannot read) is decoded natively, each request at the
+    // resolution and region it needs: its header is all there is to prepare.
+    if (isJpeg2000(await head(file.reader, JPEG2000_SIGNATURE_BYTES))) {
+      if (!jp2Available()) throw formatUnavailable('this server cannot decode JPEG 2000 images: its native OpenJPEG decoder is not installed');
+      return { input: file, metadata: await readJp2Metadata(file.reader, maxInputPixels) };
+    }
     if (!pyramids) return { input: file, metadata: await probe(file, maxInputPixels, maxJpegScans) };
     const { store, schedule } = pyramids;
-    // libvips cannot read JPEG 2000 at all: it is only ever served through its pyramid.
-    if (isJpeg2000(await head(file.reader, JPEG2000_SIGNATURE_BYTES))) {
-      return this.fromPyramid(source, await this.pyramidOrUnavailable(store.pyramidFor(source, schedule)));
-    }
     const metadata = await probe(file, maxInputPixels, maxJpegScans);
     if (!store.wants(metadata)) return { input: file, metadata };
     try {
@@ -101,16 +102,5 @@ export class Preparation {
   private async fromPyramid(source: SourceRef, pyramid: BuiltPyramid): Promise<Prepared> {
     const input = this.options.files.file(pyramid.path, pyramid.size, source.version);
     return { input, metadata: await probe(input, this.options.maxInputPixels) };
-  }
-
-  private async pyramidOrUnavailable(building: Promise<BuiltPyramid>): Promise<BuiltPyramid> {
-    try {
-      return await building;
-    } catch (error) {
-      if (error instanceof CacheUnavailableError) {
-        throw sourceUnavailable('no room to convert this JPEG 2000 image right now; retry later', this.options.retryAfterSeconds);
-      }
-      throw error;
-    }
   }
 }

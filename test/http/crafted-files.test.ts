@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jp2Available } from '../../src/image/jp2/decoder.js';
 import { makeFixtures, pngBomb } from '../fixtures.js';
 import { appFor } from './helpers.js';
 
@@ -60,8 +61,10 @@ describe('crafted and broken files', () => {
       for (const request of REQUESTS) {
         const response = await app.inject({ url: `/iiif/3/${id}/${request}` });
         const what = `${name} ${request}: ${response.statusCode} ${response.body.slice(0, 300)}`;
-        // Headers that read fine may well be served (libvips is tolerant); what matters is no 5xx.
-        expect(response.statusCode, what).toBeLessThan(500);
+        // Headers that read fine may well be served (libvips is tolerant); what matters is no 5xx,
+        // but for the documented 501 of JPEG 2000 on a server built without its decoder.
+        const unavailable = response.statusCode === 501 && /\.j(p2|2k)$/.test(name) && !jp2Available();
+        if (!unavailable) expect(response.statusCode, what).toBeLessThan(500);
         if (response.statusCode >= 400) {
           statuses.add(response.statusCode);
           expect(response.body, what).not.toContain(root);
@@ -70,10 +73,10 @@ describe('crafted and broken files', () => {
         }
       }
       const page = await app.inject({ url: `/viewer/${id}` });
-      expect(page.statusCode, name).toBeLessThan(500);
+      if (!(page.statusCode === 501 && !jp2Available())) expect(page.statusCode, name).toBeLessThan(500);
       expect(page.body, name).not.toContain(root);
     }
     // The refusals the files are made to provoke: unreadable (422) and too large (413).
-    expect([...statuses].sort()).toEqual([413, 422]);
+    expect([...statuses].filter((status) => status !== 501).sort()).toEqual([413, 422]);
   }, 120_000);
 });

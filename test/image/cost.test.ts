@@ -59,6 +59,15 @@ describe('encoder-aware cost', () => {
     expect(lane('default.gif')).toBe('expensive');
   });
 
+  it('prices OpenJPEG, which cannot be stopped either: a 25 megapixel JPEG 2000 region is refused, a tile is cheap', () => {
+    const region = (width: number, height: number) => ({ region: { x: 0, y: 0, width, height } });
+    const plan = planRender(3, parseImageRequest(3, 'full', 'max', '0', 'default.jpg'), { width: 6000, height: 4500 }, LIMITS);
+    expect(() => laneFor(renderCost(plan, region(6000, 4500), 'openjpeg'), plan.format, DEFAULTS)).toThrow(/about \d+ s to render as jpg/);
+    expect(laneFor(renderCost(plan, region(6000, 4500), 'libvips'), plan.format, DEFAULTS)).toBe('expensive');
+    const tile = planRender(3, parseImageRequest(3, '0,0,256,256', 'max', '0', 'default.jpg'), { width: 6000, height: 4500 }, LIMITS);
+    expect(laneFor(renderCost(tile, region(256, 256), 'openjpeg'), tile.format, DEFAULTS)).toBe('cheap');
+  });
+
   it('prices the rotated canvas, which is what gets encoded', () => {
     const straight = cost('2000,', '0', 'default.png').cost;
     const turned = cost('2000,', '45', 'default.png').cost;

@@ -1,12 +1,11 @@
-import { mkdtemp, readdir, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { expectQuadrantColours, GREEN, makeFixtures, near, pixel, quadrants, RED } from '../fixtures.js';
+import { expectQuadrantColours, makeFixtures, near, pixel, quadrants, RED } from '../fixtures.js';
 import { appFor } from '../http/helpers.js';
-import { encodeJ2k, jp2Container } from '../j2k.js';
 
 let root: string;
 const apps: FastifyInstance[] = [];
@@ -15,8 +14,6 @@ beforeAll(async () => {
   ({ root } = await makeFixtures());
   const raw = await sharp(await quadrants()).resize(3000, 2000, { fit: 'fill', kernel: 'nearest' }).removeAlpha().raw().toBuffer();
   await sharp(raw, { raw: { width: 3000, height: 2000, channels: 3 } }).jpeg({ quality: 92 }).toFile(join(root, 'big.jpg'));
-  const small = await sharp(await quadrants()).resize(600, 400, { fit: 'fill', kernel: 'nearest' }).removeAlpha().raw().toBuffer();
-  await writeFile(join(root, 'scan.jp2'), jp2Container(await encodeJ2k(small, 600, 400, 3), 600, 400, 3));
 });
 afterEach(async () => {
   await Promise.all(apps.splice(0).map((app) => app.close()));
@@ -89,16 +86,5 @@ describe('pyramids made on first touch', () => {
     await utimes(join(root, 'big.jpg'), new Date(), new Date(Date.now() + 60_000));
     expect((await app.inject('/iiif/3/big.jpg/info.json')).statusCode).toBe(200);
     expect(await builds(app)).toBe(2);
-  });
-
-  it('serves JPEG 2000 through its pyramid with the right pixels', async () => {
-    const app = await open();
-    const info = (await app.inject('/iiif/3/scan.jp2/info.json')).json();
-    expect([info.width, info.height]).toEqual([600, 400]);
-    const image = await app.inject('/iiif/3/scan.jp2/full/max/0/default.png');
-    expect(image.statusCode).toBe(200);
-    await expectQuadrantColours(image.rawPayload);
-    const tile = await app.inject('/iiif/3/scan.jp2/300,0,300,200/150,/0/default.jpg');
-    expect(near(await pixel(tile.rawPayload, 75, 50), GREEN)).toBe(true);
   });
 });

@@ -1,4 +1,5 @@
 import type { Dimensions } from '../../iiif/plan.js';
+import type { Jp2Header } from '../jp2/codestream.js';
 import type { TiffPage } from '../tiles/tiff-layout.js';
 
 /** One resolution stored in the file: page 0 is the full image, later pages smaller copies. */
@@ -27,4 +28,6 @@ export interface ImageMetadata extends Dimensions {
   autoOrient: boolean;
   /** A JPEG of several scans: decoded whole for any region, so worth a pyramid early. */
   progressive?: boolean;
+  /** Set for JPEG 2000, decoded natively; its levels' `page` is OpenJPEG's reduce factor. */
+  jp2?: Jp2Header;
 }

@@ -1,7 +1,5 @@
-import { open } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
 import type { ImageMetadata } from '../metadata/types.js';
-import { decodeJpeg2000, isJpeg2000, JPEG2000_SIGNATURE_BYTES } from '../jp2/wasm.js';
 import { reasonOf, undecodableSource } from '../../errors.js';
 
 export interface PyramidOptions {
@@ -35,7 +33,7 @@ export function wantsPyramid(metadata: Pick<ImageMetadata, 'width' | 'height' | 
  * as they are); images with transparency keep it with lossless deflate tiles.
  */
 export async function buildPyramid(source: string | Buffer, target: string, options: PyramidOptions): Promise<void> {
-  const input = await openForConversion(source, options.maxInputPixels);
+  const input = openForConversion(source, options.maxInputPixels);
   const { hasAlpha } = await input.metadata();
   const tiles = { tile: true, tileWidth: options.tileSize, tileHeight: options.tileSize, pyramid: true, bigtiff: false };
   try {
@@ -48,24 +46,6 @@ export async function buildPyramid(source: string | Buffer, target: string, opti
   }
 }
 
-async function openForConversion(source: string | Buffer, maxInputPixels: number): Promise<Sharp> {
-  if (isJpeg2000(await startOf(source))) {
-    const raster = await decodeJpeg2000(source, maxInputPixels);
-    const pixels = raster.depth === 16 ? new Uint16Array(raster.data.buffer, raster.data.byteOffset, raster.data.length / 2) : raster.data;
-    return sharp(pixels, { raw: { width: raster.width, height: raster.height, channels: raster.channels }, limitInputPixels: maxInputPixels });
-  }
+function openForConversion(source: string | Buffer, maxInputPixels: number): Sharp {
   return sharp(source, { limitInputPixels: maxInputPixels }).autoOrient();
-}
-
-/** The first bytes of a file or of bytes in memory, enough to tell JPEG 2000 apart. */
-async function startOf(source: string | Buffer): Promise<Buffer> {
-  if (typeof source !== 'string') return source.subarray(0, JPEG2000_SIGNATURE_BYTES);
-  const file = await open(source, 'r');
-  try {
-    const start = Buffer.alloc(JPEG2000_SIGNATURE_BYTES);
-    const { bytesRead } = await file.read(start, 0, start.length, 0);
-    return start.subarray(0, bytesRead);
-  } finally {
-    await file.close();
-  }
 }
