@@ -34,7 +34,12 @@ const IMAGE_SETTINGS = {
   NODE_ENV: 'production',
 };
 const MEMORY_LIMIT = 2 * 1024 ** 3;
-const QUEUE_TIMEOUT_MS = 10_000;
+/**
+ * The longest a request may take before it is refused with 503: a wait for a render slot
+ * (IIIF_QUEUE_TIMEOUT_MS) and, for a large body refused for memory after its render, the render
+ * (IIIF_RENDER_TIMEOUT_SECONDS); the server's defaults.
+ */
+const REFUSAL_DEADLINE_MS = 10_000 + 20_000;
 /** A request still unanswered after this long is a hang. */
 const HANG_MS = 60_000;
 
@@ -279,8 +284,8 @@ async function main(): Promise<void> {
     ['/health under 250 ms', (health?.max ?? Infinity) < 250, `max ${ms(health?.max ?? 0)}, p99 ${ms(health?.p99 ?? 0)}`],
     ['RSS under 2 GiB', report.peakRssBytes < MEMORY_LIMIT, `peak ${Math.round(report.peakRssBytes / 2 ** 20)} MiB`],
     ['stored tiles p99 < 100 ms', (tiles?.p99 ?? Infinity) < 100, `p50 ${ms(tiles?.p50 ?? 0)}, p99 ${ms(tiles?.p99 ?? 0)}, max ${ms(tiles?.max ?? 0)}`],
-    ['every 503 has Retry-After', report.refusedWithoutRetryAfter === 0, `${refused.length} refusals, slowest ${ms(report.slowest503Ms)} (queue deadline ${QUEUE_TIMEOUT_MS} ms)`],
-    ['503s within their deadline', report.slowest503Ms < QUEUE_TIMEOUT_MS + 2_000, ms(report.slowest503Ms)],
+    ['every 503 has Retry-After', report.refusedWithoutRetryAfter === 0, `${refused.length} refusals`],
+    ['503s within their deadline', report.slowest503Ms < REFUSAL_DEADLINE_MS, `p99 ${ms(percentile(refused.map((o) => o.ms), 99))}, slowest ${ms(report.slowest503Ms)} (deadline ${REFUSAL_DEADLINE_MS} ms: queue wait + render)`],
     ['no 500s', report.serverErrors === 0, String(report.serverErrors)],
     ['no hangs', report.hangs === 0, String(report.hangs)],
     ['no poisoned URLs', poisoned === 0, String(poisoned)],
