@@ -1,5 +1,6 @@
 import { settingNamed, SETTINGS, type Setting, type SettingLookup } from './config/settings.js';
 import { ConfigError, ServerError } from './errors.js';
+import { isHostName } from './http/host-name.js';
 import type { OutputLimits } from './iiif/request.js';
 
 /** Everything the server reads from its environment, typed and validated once at start. */
@@ -15,6 +16,19 @@ export interface Config {
   /** Public base URL (scheme, host, optional path prefix) used for `id`; no trailing slash. */
   baseUrl: string | undefined;
   trustProxy: boolean;
+  /**
+   * Host names (with optional port) the server may put in public URLs when IIIF_BASE_URL is not
+   * set; a request naming another host gets the first. undefined: the Host header, validated.
+   */
+  publicHosts: string[] | undefined;
+  /** Socket deadlines: the whole request head, the whole request, and an idle keep-alive connection. */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** A response whose client takes no bytes for this long is cut off (its memory released). */
+  writeTimeoutMs: number;
+  /** Response bodies in flight (handed to sockets, not yet sent) may hold at most this many bytes. */
+  responseMemoryBytes: number;
   limits: OutputLimits;
   maxInputPixels: number;
   tileSize: number;
@@ -45,6 +59,10 @@ export interface Config {
   largeRenderPixels: number;
   /** Estimated memory one render may need; a request needing more is refused with 413. */
   renderMemoryBytes: number;
+  /** Longest a render may run (sharp's timeout); estimated longer ones are refused at once with 413. */
+  renderTimeoutSeconds: number;
+  /** Most scans a JPEG may have; each costs a pass over the whole image when decoding. */
+  maxJpegScans: number;
   /** libvips threads per sharp pipeline (parallelism comes from concurrent requests). */
   sharpConcurrency: number;
   /** libvips operation cache in MiB (0 turns it off). */
@@ -104,6 +122,11 @@ export interface S3Config {
   memoryFallbackMaxBytes: number;
   /** Retry-After on a 503 caused by S3 being unavailable. */
   retryAfterSeconds: number;
+  /** How long a listing of the bucket (the viewer's index page) is reused. */
+  listTtlSeconds: number;
+  /** Fetches of objects not in the disk cache: per second on average, and at most this many at once. */
+  missRate: number;
+  missBurst: number;
   /** Objects are read by range in blocks of this size: the unit fetched and cached on disk. */
   blockBytes: number;
 }
@@ -144,6 +167,12 @@ export function loadConfig(env: Env = process.env): Config {
     sourceRecheckMs: read.integer('IIIF_SOURCE_RECHECK_MS'),
     baseUrl: read.optionalUrl('IIIF_BASE_URL'),
     trustProxy: read.boolean('IIIF_TRUST_PROXY'),
+    publicHosts: hostList(read.string('IIIF_PUBLIC_HOSTS'), problems),
+    headersTimeoutMs: read.integer('IIIF_HEADERS_TIMEOUT_MS'),
+    requestTimeoutMs: read.integer('IIIF_REQUEST_TIMEOUT_MS'),
+    keepAliveTimeoutMs: read.integer('IIIF_KEEP_ALIVE_TIMEOUT_MS'),
+    writeTimeoutMs: read.integer('IIIF_WRITE_TIMEOUT_MS'),
+    responseMemoryBytes: read.integer('IIIF_RESPONSE_MEMORY_BYTES'),
     limits: {
       maxWidth: read.integer('IIIF_MAX_WIDTH'),
       // The spec: when only maxWidth is given, clients infer maxHeight = maxWidth.
@@ -174,6 +203,8 @@ export function loadConfig(env: Env = process.env): Config {
     },
     largeRenderPixels: read.integer('IIIF_LARGE_RENDER_PIXELS'),
     renderMemoryBytes: read.integer('IIIF_RENDER_MEMORY_BYTES'),
+    renderTimeoutSeconds: read.integer('IIIF_RENDER_TIMEOUT_SECONDS'),
+    maxJpegScans: read.integer('IIIF_MAX_JPEG_SCANS'),
     sharpConcurrency: read.integer('IIIF_SHARP_CONCURRENCY'),
     sharpCacheMb: read.integer('IIIF_SHARP_CACHE_MB'),
     source,
@@ -212,6 +243,9 @@ export function loadConfig(env: Env = process.env): Config {
       problems.push(`IIIF_METRICS_PORT (${config.metricsPort}) must differ from PORT`);
     }
   }
+  if (config.headersTimeoutMs > config.requestTimeoutMs) {
+    problems.push(`IIIF_HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not exceed IIIF_REQUEST_TIMEOUT_MS (${config.requestTimeoutMs})`);
+  }
   if (config.drainDelayMs >= config.drainTimeoutMs) {
     problems.push(`IIIF_DRAIN_DELAY_MS (${config.drainDelayMs}) must be less than IIIF_DRAIN_TIMEOUT_MS (${config.drainTimeoutMs})`);
   }
@@ -222,9 +256,14 @@ export function loadConfig(env: Env = process.env): Config {
 function readS3(read: SettingsReader, problems: string[]): S3Config {
   const bucket = read.string('IIIF_S3_BUCKET');
   if (bucket === '') problems.push('IIIF_S3_BUCKET must be set when IIIF_SOURCE is s3');
+  const prefix = read.string('IIIF_S3_PREFIX');
+  // The identifier is appended to the prefix: "iiif" + "-private/secret.jpg" would read outside it.
+  if (prefix !== '' && !prefix.endsWith('/')) {
+    problems.push(`IIIF_S3_PREFIX must be empty or end with "/" (a folder), got "${prefix}"; with "${prefix}" an identifier could name keys beside it`);
+  }
   return {
     bucket,
-    prefix: read.string('IIIF_S3_PREFIX'),
+    prefix,
     endpoint: read.optionalUrl('IIIF_S3_ENDPOINT'),
     forcePathStyle: read.boolean('IIIF_S3_FORCE_PATH_STYLE'),
     region: read.string('IIIF_S3_REGION') || undefined,
@@ -236,8 +275,20 @@ function readS3(read: SettingsReader, problems: string[]): S3Config {
     negativeCacheEntries: read.integer('IIIF_S3_NEGATIVE_CACHE_ENTRIES'),
     memoryFallbackMaxBytes: read.integer('IIIF_S3_MEMORY_FALLBACK_MAX_BYTES'),
     retryAfterSeconds: read.integer('IIIF_S3_RETRY_AFTER_SECONDS'),
+    listTtlSeconds: read.integer('IIIF_S3_LIST_TTL_SECONDS'),
+    missRate: read.integer('IIIF_S3_MISS_RATE'),
+    missBurst: read.integer('IIIF_S3_MISS_BURST'),
     blockBytes: read.integer('IIIF_S3_BLOCK_BYTES'),
   };
+}
+
+/** IIIF_PUBLIC_HOSTS: host names, each with an optional port, lower-cased; undefined when empty. */
+function hostList(value: string, problems: string[]): string[] | undefined {
+  if (value === '') return undefined;
+  const hosts = value.split(',').map((host) => host.trim().toLowerCase());
+  if (hosts.every(isHostName)) return hosts;
+  problems.push(`IIIF_PUBLIC_HOSTS must be a comma-separated list of host names (with optional ports), got "${value}"`);
+  return undefined;
 }
 
 function readDerivatives(read: SettingsReader, problems: string[]): DerivativeConfig | undefined {

@@ -85,7 +85,13 @@ export const forbidden = (message: string): IiifError => new IiifError(403, 'III
  */
 export function reasonOf(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
-  return message.split('\n')[0]!.replace(/(?:[A-Za-z]:)?\/[^\s:'"]*/g, '…').slice(0, 200);
+  return message
+    .split('\n')[0]!
+    // Quoted paths first, whole; then bare POSIX and Windows paths and file: URLs, running on
+    // through spaces while the next word is still part of a path ("/srv/a b/c.tif").
+    .replace(/"[^"]*[/\\][^"]*"|'[^']*[/\\][^']*'/g, '"…"')
+    .replace(/(?:file:\/\/)?(?:[A-Za-z]:)?[/\\][^\s:'"]*(?: [^\s:'"]*[/\\][^\s:'"]*)*/g, '…')
+    .slice(0, 200);
 }
 
 /**

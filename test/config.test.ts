@@ -87,6 +87,24 @@ describe('configuration', () => {
     expect(problems({ [name]: value }).join()).toContain(name);
   });
 
+  it('reads the hardening settings: public hosts, socket deadlines, response memory, render deadline, JPEG scans', () => {
+    expect(loadConfig({})).toMatchObject({
+      publicHosts: undefined,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 30_000,
+      keepAliveTimeoutMs: 72_000,
+      writeTimeoutMs: 30_000,
+      responseMemoryBytes: 256 * 2 ** 20,
+      renderTimeoutSeconds: 20,
+      maxJpegScans: 100,
+    });
+    expect(loadConfig({ IIIF_PUBLIC_HOSTS: 'Images.Example.org, cdn.example.org:8443,[::1]:3000' }).publicHosts).toEqual(['images.example.org', 'cdn.example.org:8443', '[::1]:3000']);
+    expect(loadConfig({ IIIF_SOURCE: 's3', IIIF_S3_BUCKET: 'b' }).s3).toMatchObject({ listTtlSeconds: 60, missRate: 50, missBurst: 200 });
+    expect(problems({ IIIF_PUBLIC_HOSTS: 'good.example, bad host' }).join()).toMatch(/IIIF_PUBLIC_HOSTS must be a comma-separated list of host names/);
+    expect(problems({ IIIF_HEADERS_TIMEOUT_MS: '40000' }).join()).toMatch(/IIIF_HEADERS_TIMEOUT_MS \(40000\) must not exceed IIIF_REQUEST_TIMEOUT_MS \(30000\)/);
+    expect(problems({ IIIF_RENDER_TIMEOUT_SECONDS: '0' }).join()).toMatch(/IIIF_RENDER_TIMEOUT_SECONDS/);
+  });
+
   it('rejects tiles that the output limits could never serve', () => {
     expect(problems({ IIIF_TILE_SIZE: '1024', IIIF_MAX_WIDTH: '512' }).join()).toMatch(/must not exceed IIIF_MAX_WIDTH/);
   });

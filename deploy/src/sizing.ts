@@ -2,6 +2,7 @@
  * Every load-dependent number of the deployment, derived from one capacity measurement and the
  * fixed settings. Pure; refuses numbers that cannot work.
  */
+import { threadPoolSize } from '../../src/thread-pool.js';
 import { DeployInputError, sustainableStep, type Capacity } from './capacity.js';
 import { settings, type HostType } from './settings.js';
 import { stopTimings, type Timings } from './timings.js';
@@ -43,12 +44,17 @@ export interface Sizing {
  * The server settings that follow from a container's cores, which Node cannot see (it reports
  * the host's): renders at once in the cheap lane (one per core plus one per core for I/O waits,
  * as the server's default does for the cores it sees), and libuv's thread pool, where those
- * renders run, at least that large. The capacity run and the task use these same values.
+ * renders run, sized by the server's own rule (both lanes plus threads for file reads, see
+ * src/thread-pool.ts). The capacity run and the task use these same values.
  */
 export function serverEnvironmentFor(cpus: number): Record<string, string> {
   const renderConcurrency = cpus * 2;
-  return { IIIF_RENDER_CONCURRENCY: String(renderConcurrency), UV_THREADPOOL_SIZE: String(Math.max(4, renderConcurrency)) };
+  const threads = threadPoolSize({ renderConcurrency, largeRenderConcurrency: LARGE_RENDER_CONCURRENCY });
+  return { IIIF_RENDER_CONCURRENCY: String(renderConcurrency), UV_THREADPOOL_SIZE: String(threads) };
 }
+
+/** The server's default for the expensive lane, which the task does not change. */
+const LARGE_RENDER_CONCURRENCY = 1;
 
 /** ECS caps stopTimeout at 120 s. */
 const MAX_STOP_TIMEOUT_SECONDS = 120;

@@ -52,10 +52,11 @@ if ! docker image inspect "$debian_image" >/dev/null 2>&1; then
   mkdir -p "$cache"
   tarball="$cache/debian-bookworm-minbase.tar"
   if [[ ! -s $tarball ]]; then
-    # Use the Debian mirror apt is already configured with (not third-party or security repos).
+    # Use the Debian mirror apt is already configured with (not third-party or security repos),
+    # never a public one this machine was not set up to reach.
     mirror=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
       awk '{print $2}' | head -1 || true)
-    mirror=${mirror:-http://deb.debian.org/debian}
+    [[ -n $mirror ]] || fail "no Debian mirror is configured for apt (a 'deb http…/debian' line or 'URIs: http…/debian' in /etc/apt/sources.list or /etc/apt/sources.list.d/); debootstrap needs the one this machine uses"
     echo "debootstrap bookworm from $mirror"
     rootfs=$(mktemp -d)
     trap 'rm -rf "$rootfs"' EXIT

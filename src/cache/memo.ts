@@ -10,6 +10,8 @@ export interface MemoOptions<V> {
   sizeOf?: (value: V, key: string) => number;
   /** Values for which this is false are returned but not kept (too large to be worth it). */
   keep?: (value: V) => boolean;
+  /** How long a kept value is served before the work runs again; unset: until evicted. */
+  ttlMs?: number;
 }
 
 export type MemoOutcome = 'hit' | 'miss' | 'shared';
@@ -25,11 +27,12 @@ export class Memo<V> {
 
   constructor(private readonly options: MemoOptions<V>) {
     const { sizeOf } = options;
+    const ttl = options.ttlMs ? { ttl: options.ttlMs } : {};
     if (options.maxSize !== undefined && sizeOf) {
-      const bySize = { maxSize: Math.max(1, options.maxSize), sizeCalculation: (entry: { value: V }, key: string) => Math.max(1, sizeOf(entry.value, key)) };
+      const bySize = { maxSize: Math.max(1, options.maxSize), sizeCalculation: (entry: { value: V }, key: string) => Math.max(1, sizeOf(entry.value, key)), ...ttl };
       this.done = new LRUCache(options.max === undefined ? bySize : { ...bySize, max: options.max });
     } else if (options.max !== undefined) {
-      this.done = new LRUCache({ max: options.max });
+      this.done = new LRUCache({ max: options.max, ...ttl });
     } else {
       throw new ServerError('MEMO_UNBOUNDED', 'a memo needs a bound: max, or maxSize with sizeOf');
     }

@@ -10,7 +10,17 @@ export function sourceSettings(target: string): Record<string, string> {
   if (target.startsWith('s3://')) {
     const match = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(target);
     if (!match) throw new UsageError(`"${target.slice(0, 200)}" is not an S3 URL of the form s3://bucket/prefix`);
-    return { IIIF_SOURCE: 's3', IIIF_S3_BUCKET: match[1]!, IIIF_S3_PREFIX: match[2] ?? '' };
+    // The path names a folder (IIIF_S3_PREFIX must end with "/"): s3://bucket/iiif is iiif/.
+    const prefix = match[2] ?? '';
+    return {
+      IIIF_SOURCE: 's3',
+      IIIF_S3_BUCKET: match[1]!,
+      IIIF_S3_PREFIX: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`,
+      // One listed image after another, at the operator's request: the server's brake on
+      // fetching unknown identifiers (a probe) has nothing to stop here.
+      IIIF_S3_MISS_RATE: '100000',
+      IIIF_S3_MISS_BURST: '1000000',
+    };
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) throw new UsageError(`"${target.slice(0, 200)}" is neither a folder nor an s3:// URL`);
   return { IIIF_SOURCE: 'folder', IIIF_FILE_ROOT: isAbsolute(target) ? target : resolve(target) };

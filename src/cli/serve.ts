@@ -1,4 +1,6 @@
+import { loadConfig } from '../config.js';
 import { serve } from '../server.js';
+import { sizeThreadPool } from '../thread-pool.js';
 import type { Command } from './command.js';
 import { environmentWith, settingOptions, settingsHelp } from './settings.js';
 
@@ -9,6 +11,9 @@ export const serveCommand: Command = {
   options: settingOptions,
   positionals: [],
   async run({ values }) {
-    await serve(environmentWith(values));
+    const env = environmentWith(values);
+    // As early as this command can: see src/thread-pool.ts.
+    sizeThreadPool(process.env, loadConfig(env));
+    await serve(env);
   },
 };

@@ -8,6 +8,8 @@ import { registerIiifRoutes } from './iiif-routes.js';
 import { registerMetricsRoute } from './metrics-route.js';
 import { registerViewer } from './viewer.js';
 import { Lifecycle, registerDraining } from './lifecycle.js';
+import { registerResponseGuard, ResponseBudget } from './response-guard.js';
+import { serverTimeouts } from './timeouts.js';
 
 // A caller's X-Request-Id is reused in logs only when it is short and tame.
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -35,8 +37,7 @@ export function buildApp(runtime: Runtime, { logger = true, lifecycle = new Life
     trustProxy: config.trustProxy,
     // Every route has explicit GET and HEAD handlers; HEAD must not render pixels.
     exposeHeadRoutes: false,
-    // Longer than the ALB's 60 s idle timeout, so the balancer closes idle connections first.
-    keepAliveTimeout: 72_000,
+    ...serverTimeouts(config),
     // Errors raised before routing (e.g. a malformed %-escape) get the same plain-text 400.
     frameworkErrors: (error, _request, reply) => sendError(reply, 400, error.message),
     requestIdHeader: false,
@@ -63,6 +64,12 @@ export function buildApp(runtime: Runtime, { logger = true, lifecycle = new Life
 
   registerErrorHandling(app);
   registerDraining(app, lifecycle);
+  registerResponseGuard(app, {
+    budget: new ResponseBudget(config.responseMemoryBytes),
+    writeTimeoutMs: config.writeTimeoutMs,
+    retryAfterSeconds: config.largeRenderRetryAfterSeconds,
+    metrics,
+  });
   app.get('/health', async (_request, reply) => {
     reply.header('cache-control', 'no-store');
     return lifecycle.draining ? reply.code(503).send({ status: 'draining' }) : reply.send({ status: 'ok' });
@@ -70,7 +77,7 @@ export function buildApp(runtime: Runtime, { logger = true, lifecycle = new Life
   // With IIIF_METRICS_PORT the scrape endpoint lives on its own listener (src/server.ts) only.
   if (config.metrics && config.metricsPort === undefined) registerMetricsRoute(app, metrics);
   app.addHook('onClose', async () => runtime.close());
-  registerIiifRoutes(app, runtime.service, config.baseUrl);
+  registerIiifRoutes(app, runtime.service, config);
   // With IIIF_METRICS_PORT the operator routes live on that private listener (src/server.ts) only.
   if (config.adminToken && config.metricsPort === undefined) registerAdminRoutes(app, runtime.images, config.adminToken);
   registerViewer(app, runtime.source, runtime.images, config);

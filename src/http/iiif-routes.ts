@@ -2,12 +2,12 @@ import type { FastifyInstance } from 'fastify';
 import { parseIiifPath } from '../iiif/path.js';
 import type { ApiVersion } from '../iiif/request.js';
 import type { IiifService } from '../iiif/service.js';
-import { publicRoot } from './public-url.js';
+import { publicRoot, type PublicUrlSettings } from './public-url.js';
 
 const VERSIONS: ApiVersion[] = [3, 2];
 
 /** GET and HEAD for /iiif/3/… (Image API 3.0) and /iiif/2/… (2.1), plus CORS preflight. */
-export function registerIiifRoutes(app: FastifyInstance, service: IiifService, baseUrl: string | undefined): void {
+export function registerIiifRoutes(app: FastifyInstance, service: IiifService, publicUrls: PublicUrlSettings): void {
   for (const version of VERSIONS) {
     const prefix = `/iiif/${version}/`;
     app.route({
@@ -20,7 +20,7 @@ export function registerIiifRoutes(app: FastifyInstance, service: IiifService, b
           version,
           head: request.method === 'HEAD',
           headers: request.headers,
-          root: () => publicRoot(request, baseUrl),
+          root: () => publicRoot(request, publicUrls),
         });
         return reply.code(status).headers(headers).send(body);
       },

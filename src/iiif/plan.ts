@@ -23,6 +23,8 @@ export interface RenderPlan {
   mirror: boolean;
   /** Clockwise, 0 ≤ degrees < 360. */
   degrees: number;
+  /** The image as sent: width×height turned by `degrees` (what the output limits apply to). */
+  canvas: Dimensions;
   quality: Quality;
   format: Format;
   /** The canonical form of this request's parameters, e.g. "0,0,512,512/256,256/0/default.jpg". */
@@ -32,7 +34,9 @@ export interface RenderPlan {
 /**
  * Turns a parsed request into concrete geometry for an image of the given size. Pure; throws
  * 400 for regions outside the image, sizes that round to nothing, upscaling without permission
- * and results beyond the output limits.
+ * and results beyond the output limits. The limits apply to the image as sent, after rotation:
+ * an arbitrary angle enlarges the canvas (10000×2500 turned 45° is 8839×8839), and a limit that
+ * ignored it would let a request cost several times what maxArea promises.
  */
 export function planRender(
   version: ApiVersion,
@@ -41,9 +45,11 @@ export function planRender(
   limits: OutputLimits,
 ): RenderPlan {
   const region = resolveRegion(request.region, image);
-  const { width, height } = resolveSize(request.size, region, limits);
   const { mirror, degrees } = request.rotation;
-  const plan = { region, width, height, mirror, degrees: degrees % 360, quality: request.quality, format: request.format };
+  const turn = degrees % 360;
+  const { width, height } = resolveSize(request.size, region, limits, turn);
+  const canvas = rotatedSize({ width, height }, turn);
+  const plan = { region, width, height, mirror, degrees: turn, canvas, quality: request.quality, format: request.format };
   const canonicalSize = version === 3 ? canonicalSize3(plan, limits) : canonicalSize2(plan);
   const canonical = [
     canonicalRegion(region, image),
@@ -87,8 +93,8 @@ function clipToImage(x: number, y: number, w: number, h: number, image: Dimensio
   return { x, y, width: Math.min(w, image.width - x), height: Math.min(h, image.height - y) };
 }
 
-export function resolveSize(size: Size, region: Rect, limits: OutputLimits): Dimensions {
-  const result = scaledSize(size, region, limits);
+export function resolveSize(size: Size, region: Rect, limits: OutputLimits, degrees = 0): Dimensions {
+  const result = scaledSize(size, region, limits, degrees);
   if (result.width < 1 || result.height < 1) {
     throw badRequest(`requested size rounds to less than one pixel (${result.width}×${result.height})`);
   }
@@ -99,24 +105,27 @@ export function resolveSize(size: Size, region: Rect, limits: OutputLimits): Dim
         `(${region.width}×${region.height}); prefix the size with ^ to allow upscaling`,
     );
   }
-  if (result.width > limits.maxWidth || result.height > limits.maxHeight) {
-    throw badRequest(
-      `requested size ${result.width}×${result.height} exceeds the limit of ${limits.maxWidth}×${limits.maxHeight}`,
-    );
+  const canvas = rotatedSize(result, degrees);
+  const what =
+    canvas.width === result.width && canvas.height === result.height
+      ? `requested size ${result.width}×${result.height}`
+      : `requested size ${result.width}×${result.height}, rotated to ${canvas.width}×${canvas.height},`;
+  if (canvas.width > limits.maxWidth || canvas.height > limits.maxHeight) {
+    throw badRequest(`${what} exceeds the limit of ${limits.maxWidth}×${limits.maxHeight}`);
   }
-  if (result.width * result.height > limits.maxArea) {
-    throw badRequest(`requested size ${result.width}×${result.height} exceeds the limit of ${limits.maxArea} pixels`);
+  if (canvas.width * canvas.height > limits.maxArea) {
+    throw badRequest(`${what} exceeds the limit of ${limits.maxArea} pixels`);
   }
   return result;
 }
 
-function scaledSize(size: Size, region: Rect, limits: OutputLimits): Dimensions {
+function scaledSize(size: Size, region: Rect, limits: OutputLimits, degrees: number): Dimensions {
   const { width: rw, height: rh } = region;
   switch (size.kind) {
     case 'full':
       return { width: rw, height: rh };
     case 'max':
-      return maxSize(region, limits, size.upscale);
+      return maxSize(region, limits, size.upscale, degrees);
     case 'width':
       return { width: size.w, height: Math.round((rh * size.w) / rw) };
     case 'height':
@@ -135,19 +144,56 @@ function scaledSize(size: Size, region: Rect, limits: OutputLimits): Dimensions 
   }
 }
 
-/** The largest size with the region's aspect ratio within the limits (and, unless ^max, the region). */
-export function maxSize(region: Dimensions, limits: OutputLimits, upscale: boolean): Dimensions {
-  const scale = Math.min(
+/**
+ * The largest size with the region's aspect ratio whose canvas, turned by `degrees`, fits the
+ * limits (and, unless ^max, no larger than the region). "max" stays servable at any angle: the
+ * largest size available for a rotated request is what still fits once rotated.
+ */
+export function maxSize(region: Dimensions, limits: OutputLimits, upscale: boolean, degrees = 0): Dimensions {
+  const { cos, sin } = turnFactors(degrees);
+  const boxWidth = region.width * cos + region.height * sin;
+  const boxHeight = region.width * sin + region.height * cos;
+  let scale = Math.min(
     upscale ? Infinity : 1,
-    limits.maxWidth / region.width,
-    limits.maxHeight / region.height,
-    Math.sqrt(limits.maxArea / (region.width * region.height)),
+    limits.maxWidth / boxWidth,
+    limits.maxHeight / boxHeight,
+    Math.sqrt(limits.maxArea / (boxWidth * boxHeight)),
   );
-  if (scale === 1) return { width: region.width, height: region.height };
+  // Flooring keeps the exact box within the limits; the rounding of a rotated canvas (or a
+  // floating-point hair) can still overshoot by a pixel, so shrink by a pixel until it fits.
+  for (;;) {
+    const size = { width: Math.floor(region.width * scale), height: Math.floor(region.height * scale) };
+    if (withinLimits(rotatedSize(size, degrees), limits)) return size;
+    scale *= 1 - 1 / Math.max(size.width, size.height);
+  }
+}
+
+/**
+ * The size of `size` turned by `degrees` clockwise: right angles keep or swap the sides, other
+ * angles give the bounding box, rounded to whole pixels as libvips rounds it (the tests compare
+ * with sharp over many sizes and angles).
+ */
+export function rotatedSize(size: Dimensions, degrees: number): Dimensions {
+  const { cos, sin } = turnFactors(degrees);
+  if (sin === 0) return { width: size.width, height: size.height };
+  if (cos === 0) return { width: size.height, height: size.width };
   return {
-    width: Math.min(limits.maxWidth, Math.floor(region.width * scale)),
-    height: Math.min(limits.maxHeight, Math.floor(region.height * scale)),
+    width: Math.round(size.width * cos + size.height * sin),
+    height: Math.round(size.width * sin + size.height * cos),
   };
+}
+
+/** |cos| and |sin| of a clockwise turn, exact for right angles (Math.cos(π/2) is not 0). */
+function turnFactors(degrees: number): { cos: number; sin: number } {
+  const turn = ((degrees % 360) + 360) % 360;
+  if (turn % 180 === 0) return { cos: 1, sin: 0 };
+  if (turn % 90 === 0) return { cos: 0, sin: 1 };
+  const radians = (turn * Math.PI) / 180;
+  return { cos: Math.abs(Math.cos(radians)), sin: Math.abs(Math.sin(radians)) };
+}
+
+function withinLimits(canvas: Dimensions, limits: OutputLimits): boolean {
+  return canvas.width <= limits.maxWidth && canvas.height <= limits.maxHeight && canvas.width * canvas.height <= limits.maxArea;
 }
 
 function canonicalRegion(region: Rect, image: Dimensions): string {
@@ -157,7 +203,7 @@ function canonicalRegion(region: Rect, image: Dimensions): string {
 
 /** 3.0: "max" when the result is what max gives, else "w,h" ("^w,h" when larger than the region). */
 function canonicalSize3(plan: Omit<RenderPlan, 'canonical'>, limits: OutputLimits): string {
-  const max = maxSize(plan.region, limits, false);
+  const max = maxSize(plan.region, limits, false, plan.degrees);
   if (plan.width === max.width && plan.height === max.height) return 'max';
   const upscaled = plan.width > plan.region.width || plan.height > plan.region.height;
   return `${upscaled ? '^' : ''}${plan.width},${plan.height}`;

@@ -2,7 +2,6 @@ import sharp from 'sharp';
 import { identifierPrefix, requestKey } from '../cache/keys.js';
 import { ResultCache, type CachedResult } from '../cache/result-cache.js';
 import type { Config } from '../config.js';
-import { renderTooLarge } from '../errors.js';
 import { buildInfo, tileLayout } from '../iiif/info.js';
 import { planRender, type RenderPlan } from '../iiif/plan.js';
 import type { ApiVersion, ImageRequest } from '../iiif/request.js';
@@ -10,6 +9,7 @@ import type { Metrics } from '../metrics.js';
 import { LocalFiles } from '../source/local-files.js';
 import { isSourceChanged, type ImageFile, type ImageSource, type SourceRef } from '../source/source.js';
 import { Admission, type Lane } from './admission.js';
+import { laneFor, renderCost } from './cost.js';
 import { levelRead, type LevelRead } from './levels.js';
 import { decodeJp2 } from './jp2/decoder.js';
 import { Jp2Files } from './jp2/source.js';
@@ -17,7 +17,7 @@ import type { ImageMetadata } from './metadata/types.js';
 import { Preparation } from './prepare.js';
 import type { Pyramids } from './pyramid/store.js';
 import { joinStoredTiles } from './render/from-tiles.js';
-import { render, renderFrom } from './render/render.js';
+import { render, renderFrom, type RenderDeadline } from './render/render.js';
 import { cutJpegTiles } from './tiles/jpeg-crop.js';
 import { jpegColour } from './tiles/jpeg-tile.js';
 import { locateTiles, sendableAsStored } from './tiles/locate.js';
@@ -54,6 +54,8 @@ export class Images {
   private readonly admission: Admission;
   /** The pyramid files, kept open between tile reads. */
   private readonly pyramidFiles: LocalFiles;
+  /** Retry-After when a render in each lane runs past its deadline. */
+  private readonly retryAfter: Record<Lane, number>;
   /** JPEG 2000 files in memory for the decoder. */
   private readonly jp2Files: Jp2Files;
 
@@ -65,6 +67,7 @@ export class Images {
   ) {
     this.results = new ResultCache(config.resultCacheBytes, config.resultCacheMaxItemBytes, metrics);
     this.pyramidFiles = new LocalFiles(config.openTileFiles);
+    this.retryAfter = { cheap: config.renderRetryAfterSeconds, expensive: config.largeRenderRetryAfterSeconds };
     this.jp2Files = new Jp2Files(config.jp2MemoryBytes);
     this.admission = new Admission(
       {
@@ -78,6 +81,7 @@ export class Images {
     const schedule = <T>(work: () => Promise<T>) => this.admission.run('expensive', work);
     this.preparation = new Preparation({
       maxInputPixels: config.maxInputPixels,
+      maxJpegScans: config.maxJpegScans,
       maxEntries: config.metadataCacheEntries,
       pyramids: pyramids && { store: pyramids, schedule },
       files: this.pyramidFiles,
@@ -107,26 +111,16 @@ export class Images {
   }
 
   /**
-   * Plans a render and decides its lane; refuses (413) what could never fit the memory budget.
-   * Reads the smaller levels' headers the choice needs (a remote pyramid's, on first need).
+   * Plans a render and decides its lane; refuses (413) what could never fit its memory or time
+   * budget. Reads the smaller levels' headers the choice needs (a remote pyramid's, on first need).
    */
   async plan(version: ApiVersion, request: ImageRequest, image: ResolvedImage): Promise<ImagePlan> {
     const plan = planRender(version, request, image.metadata, this.config.limits);
     const read = await levelRead(image.metadata, plan);
-    const outputPixels = plan.width * plan.height;
-    // RGBA bytes of the decoded region plus the output (twice when an arbitrary rotation
-    // makes an enlarged copy): a deliberately simple upper bound, documented with the setting.
-    const estimate = 4 * (read.region.width * read.region.height + outputPixels * (plan.degrees % 90 === 0 ? 1 : 2));
-    if (estimate > this.config.renderMemoryBytes) {
-      throw renderTooLarge(
-        `this request needs about ${Math.ceil(estimate / 2 ** 20)} MiB to render, more than the ` +
-          `${Math.floor(this.config.renderMemoryBytes / 2 ** 20)} MiB allowed; ask for a smaller region or size`,
-      );
-    }
     return {
       ...plan,
       read,
-      lane: outputPixels > this.config.largeRenderPixels ? 'expensive' : 'cheap',
+      lane: laneFor(renderCost(plan, read, image.metadata.jp2 ? 'openjpeg' : 'libvips'), plan.format, this.config),
       resultKey: requestKey(image.source.identifier, image.source.version, plan.canonical),
     };
   }
@@ -147,6 +141,8 @@ export class Images {
     const { level, region } = plan.read;
     const { reader } = image.input;
     if (image.metadata.jp2) return this.decodeJp2(image, plan);
+    const { encoding } = this.config;
+    const deadline = this.deadline(plan);
     const spot = locateTiles(plan, plan.read, level.tiles);
     const tiles = spot && (await readJpegTiles(reader, spot));
     if (spot && tiles) {
@@ -156,18 +152,20 @@ export class Images {
       if (cut && asStored && !cut.x && !cut.y && plan.width === spot.crop.width && plan.height === spot.crop.height) {
         return { data: cut.jpeg, level: level.page, method: 'cut' };
       }
-      const encoding = this.config.encoding;
       // A cut is the region from its top-left MCU on: cropped further only when it starts inside one.
-      if (cut) return this.decode(plan, 'tile', () => renderFrom(sharp(cut.jpeg), cut.x || cut.y ? { ...spot.crop, x: cut.x, y: cut.y } : undefined, plan, level.page, encoding));
-      if (tiles.length === 1) return this.decode(plan, 'tile', () => renderFrom(sharp(tiles[0]), spot.crop, plan, level.page, encoding));
+      if (cut) {
+        const crop = cut.x || cut.y ? { ...spot.crop, x: cut.x, y: cut.y } : undefined;
+        return this.decode(plan, 'tile', () => renderFrom(sharp(cut.jpeg), crop, plan, level.page, encoding, deadline));
+      }
+      if (tiles.length === 1) return this.decode(plan, 'tile', () => renderFrom(sharp(tiles[0]), spot.crop, plan, level.page, encoding, deadline));
     }
     if (!image.input.onDisk && level.tiles && jpegColour(level.tiles)) {
       const joined = await joinStoredTiles(reader, level.tiles, region);
-      if (joined) return this.decode(plan, 'tiles', () => renderFrom(joined.image, joined.crop, plan, level.page, this.config.encoding));
+      if (joined) return this.decode(plan, 'tiles', () => renderFrom(joined.image, joined.crop, plan, level.page, encoding, deadline));
     }
     const whole = await image.input.whole();
     return this.decode(plan, 'sharp', () =>
-      decoding(whole, (input) => render(input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, this.config.encoding)),
+      decoding(whole, (input) => render(input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, encoding, deadline)),
     );
   }
 
@@ -186,8 +184,13 @@ export class Images {
         maxSourcePixels: this.config.maxInputPixels,
       });
       const pixels = sharp(raster.data, { raw: { width: raster.width, height: raster.height, channels: raster.channels } });
-      return renderFrom(pixels, undefined, plan, level.page, this.config.encoding);
+      return renderFrom(pixels, undefined, plan, level.page, this.config.encoding, this.deadline(plan));
     });
+  }
+
+  /** How long one render of this plan may run (sharp's timeout), and the Retry-After past it. */
+  private deadline(plan: ImagePlan): RenderDeadline {
+    return { seconds: this.config.renderTimeoutSeconds, retryAfterSeconds: this.retryAfter[plan.lane] };
   }
 
   /** One sharp pipeline in the plan's lane, timed. */

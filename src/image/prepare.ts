@@ -1,7 +1,7 @@
 import { CacheUnavailableError } from '../cache/disk-state.js';
 import { identifierPrefix, versionKey } from '../cache/keys.js';
 import { Memo } from '../cache/memo.js';
-import { formatUnavailable } from '../errors.js';
+import { formatUnavailable, IiifError } from '../errors.js';
 import { head } from '../source/range-reader.js';
 import type { LocalFiles } from '../source/local-files.js';
 import type { ImageFile, SourceRef } from '../source/source.js';
@@ -18,11 +18,16 @@ export interface Prepared {
   metadata: ImageMetadata;
 }
 
+/** Statuses that the same source version will always get again. */
+const PERMANENT_REFUSALS = new Set([413, 422]);
+
 /** Runs expensive work (a pyramid conversion) through admission control. */
 export type Schedule = <T>(work: () => Promise<T>) => Promise<T>;
 
 export interface PreparationOptions {
   maxInputPixels: number;
+  /** Most scans a JPEG may have (see metadata/jpeg-scans.ts). */
+  maxJpegScans: number;
   /** How many source versions to remember. */
   maxEntries: number;
   /** Where pyramids made on first touch go, and how their conversions are scheduled; none: read every source as it is. */
@@ -37,14 +42,28 @@ export interface PreparationOptions {
  * first requests share one probe and one conversion; the answer is remembered.
  */
 export class Preparation {
-  private readonly memo: Memo<Prepared>;
+  /** A refusal is remembered like an answer: see get(). */
+  private readonly memo: Memo<Prepared | { refused: IiifError }>;
 
   constructor(private readonly options: PreparationOptions) {
     this.memo = new Memo({ max: options.maxEntries });
   }
 
-  get(source: SourceRef): Promise<Prepared> {
-    return this.memo.get(versionKey(source.identifier, source.version), () => this.prepare(source));
+  /**
+   * What renders read for this source version. A version refused for good (413: too many
+   * pixels, 422: not decodable, too many JPEG scans) stays refused without being probed again:
+   * the same bytes give the same answer, and a client asking for the tiles of a crafted file
+   * over and over must cost a lookup, not a read of the file each time.
+   */
+  async get(source: SourceRef): Promise<Prepared> {
+    const outcome = await this.memo.get(versionKey(source.identifier, source.version), () =>
+      this.prepare(source).catch((error: unknown) => {
+        if (error instanceof IiifError && PERMANENT_REFUSALS.has(error.statusCode)) return { refused: error };
+        throw error;
+      }),
+    );
+    if ('refused' in outcome) throw outcome.refused;
+    return outcome;
   }
 
   /** Drops every version remembered for an identifier (a file that vanished under us). */
@@ -59,7 +78,7 @@ export class Preparation {
   }
 
   private async prepare(source: SourceRef): Promise<Prepared> {
-    const { maxInputPixels, pyramids } = this.options;
+    const { maxInputPixels, maxJpegScans, pyramids } = this.options;
     const file = source.file;
     // JPEG 2000 (which libvips cannot read) is decoded natively, each request at the
     // resolution and region it needs: its header is all there is to prepare.
@@ -67,9 +86,9 @@ export class Preparation {
       if (!jp2Available()) throw formatUnavailable('this server cannot decode JPEG 2000 images: its native OpenJPEG decoder is not installed');
       return { input: file, metadata: await readJp2Metadata(file.reader, maxInputPixels) };
     }
-    if (!pyramids) return { input: file, metadata: await probe(file, maxInputPixels) };
+    if (!pyramids) return { input: file, metadata: await probe(file, maxInputPixels, maxJpegScans) };
     const { store, schedule } = pyramids;
-    const metadata = await probe(file, maxInputPixels);
+    const metadata = await probe(file, maxInputPixels, maxJpegScans);
     if (!store.wants(metadata)) return { input: file, metadata };
     try {
       return await this.fromPyramid(source, await store.pyramidFor(source, schedule));

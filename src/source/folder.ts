@@ -46,7 +46,10 @@ export class FolderSource implements ImageSource {
     return new FolderSource(real, recheckMs, openFiles);
   }
 
-  resolve(identifier: string): Promise<SourceRef> {
+  async resolve(identifier: string): Promise<SourceRef> {
+    // Checked before it is remembered: refused identifiers (up to a URL's length each) must
+    // neither take places in the memory of recent answers nor push real images out of it.
+    checkIdentifier(identifier);
     if (!this.recent) return this.lookup(identifier);
     let answer = this.recent.get(identifier);
     if (!answer) {
@@ -57,7 +60,6 @@ export class FolderSource implements ImageSource {
   }
 
   private async lookup(identifier: string): Promise<SourceRef> {
-    checkIdentifier(identifier);
     for (const candidate of [identifier, ...EXTENSIONS.map((ext) => identifier + ext)]) {
       const ref = await this.tryFile(identifier, join(this.root, candidate));
       if (ref) return ref;

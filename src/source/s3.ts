@@ -7,13 +7,15 @@ import type { Log } from '../cache/disk-cache.js';
 import { CacheUnavailableError } from '../cache/disk-state.js';
 import { SingleFlight } from '../cache/single-flight.js';
 import type { Config, S3Config } from '../config.js';
-import { ConfigError, IiifError, notFound, sourceUnavailable } from '../errors.js';
+import { Memo } from '../cache/memo.js';
+import { ConfigError, IiifError, notFound, overloaded, sourceUnavailable } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { BlockReads, type RemoteObject } from './block-reads.js';
 import { checkIdentifier, isServable, printable } from './identifier.js';
 import { classify, NotModified } from './s3-failures.js';
 import { S3Requests } from './s3-requests.js';
 import type { ImageFile, ImageSource, SourceRef } from './source.js';
+import { TokenBucket } from './token-bucket.js';
 
 /** What is remembered of a key's current version, on disk beside its blocks. */
 interface S3Record {
@@ -50,6 +52,11 @@ export class S3Source implements ImageSource {
   private readonly wholes = new SingleFlight<string | Buffer>();
   private readonly blocks: BlockReads;
   private readonly missing: LRUCache<string, IiifError> | undefined;
+  /** Fetches of keys with no known version: a probe of made-up identifiers is one GET each. */
+  private readonly misses: TokenBucket;
+  private readonly missRejections: Counter;
+  /** Listings for the viewer's index page: one LIST call per page of 1,000 keys, each billed. */
+  private readonly listings: Memo<string[]>;
   private readonly negativeHits: Counter;
   private readonly staleServed: Counter;
 
@@ -70,6 +77,9 @@ export class S3Source implements ImageSource {
     });
     this.negativeHits = metrics.counter('iiif_source_negative_cache_hits_total', 'Lookups answered 404 from the memory of recently missing keys.');
     this.staleServed = metrics.counter('iiif_source_stale_served_total', 'Versions served past revalidation because S3 failed.');
+    this.misses = new TokenBucket(config.missRate, config.missBurst);
+    this.missRejections = metrics.counter('iiif_source_miss_rejections_total', 'Requests answered 503 because too many uncached images were being fetched (IIIF_S3_MISS_RATE).');
+    this.listings = new Memo({ max: 4, ttlMs: config.listTtlSeconds * 1000, keep: () => config.listTtlSeconds > 0 });
   }
 
   /** One S3 client and one disk cache per process; the client's first-call costs are paid here, before the server listens. */
@@ -90,6 +100,10 @@ export class S3Source implements ImageSource {
     }
     const current = this.cache.record(identifier);
     if (current && this.isFresh(current)) return this.refFor(identifier, current);
+    if (!current && !this.flights.has(identifier) && !this.misses.take()) {
+      this.missRejections.inc();
+      throw overloaded('the server is fetching too many images it has not seen yet; retry shortly', this.misses.secondsToNext);
+    }
     return this.flights.run(identifier, () => this.fetchVersion(identifier));
   }
 
@@ -105,7 +119,12 @@ export class S3Source implements ImageSource {
     return this.cache.settle();
   }
 
-  async list(limit: number): Promise<string[]> {
+  /** Reused for IIIF_S3_LIST_TTL_SECONDS; concurrent callers share one listing. */
+  list(limit: number): Promise<string[]> {
+    return this.listings.get(String(limit), () => this.listAll(limit));
+  }
+
+  private async listAll(limit: number): Promise<string[]> {
     const identifiers: string[] = [];
     let token: string | undefined;
     const signal = AbortSignal.timeout(this.config.deadlineMs);

@@ -106,7 +106,7 @@ describe('ECS task definition', () => {
       IIIF_METRICS_PORT: '9100',
       // One core measured: the task gets the same lane and thread pool as the capacity run.
       IIIF_RENDER_CONCURRENCY: '2',
-      UV_THREADPOOL_SIZE: '4',
+      UV_THREADPOOL_SIZE: '7',
       IIIF_ACCESS_LOG: 'false',
       ...timings.environment,
     });

@@ -33,15 +33,50 @@ describe('info.json', () => {
     expect(v2.json()['@id']).toBe('http://images.example.org/iiif/2/quadrants.png');
   });
 
-  it('ignores X-Forwarded-* unless the proxy is trusted', async () => {
+  it('ignores X-Forwarded-* unless the proxy is trusted, and X-Forwarded-Host unless it is listed', async () => {
     const headers = { host: 'internal:3000', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example.org' };
     expect((await get('/iiif/3/quadrants.png/info.json', headers)).json().id).toBe('http://internal:3000/iiif/3/quadrants.png');
     const trusting = await appFor(root, { IIIF_TRUST_PROXY: 'true' });
+    const listing = await appFor(root, { IIIF_TRUST_PROXY: 'true', IIIF_PUBLIC_HOSTS: 'images.example.org, public.example.org' });
     try {
-      const response = await trusting.inject({ url: '/iiif/3/quadrants.png/info.json', headers });
-      expect(response.json().id).toBe('https://public.example.org/iiif/3/quadrants.png');
+      // Trusted: the scheme is honoured; the host stays the one every cache keys on.
+      expect((await trusting.inject({ url: '/iiif/3/quadrants.png/info.json', headers })).json().id).toBe('https://internal:3000/iiif/3/quadrants.png');
+      expect((await listing.inject({ url: '/iiif/3/quadrants.png/info.json', headers })).json().id).toBe('https://public.example.org/iiif/3/quadrants.png');
     } finally {
-      await trusting.close();
+      await Promise.all([trusting.close(), listing.close()]);
+    }
+  });
+
+  it('X-Forwarded-Host from a client never reaches id, Link or Location (cache poisoning behind an ALB)', async () => {
+    const hostile = { host: 'images.example.org', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'attacker.example' };
+    const requests = ['/iiif/3/quadrants.png/info.json', '/iiif/2/quadrants.png/info.json', '/iiif/3/quadrants.png/full/64,/0/default.jpg', '/iiif/3/quadrants.png'];
+    const settings: Array<Record<string, string>> = [{ IIIF_TRUST_PROXY: 'true' }, { IIIF_TRUST_PROXY: 'true', IIIF_PUBLIC_HOSTS: 'images.example.org' }];
+    for (const env of settings) {
+      const app = await appFor(root, env);
+      try {
+        for (const url of requests) {
+          const response = await app.inject({ url, headers: hostile });
+          expect(response.statusCode).toBeLessThan(400);
+          const exposed = [response.headers.link, response.headers.location, response.headers['content-type']?.toString().includes('json') ? response.body : ''].join(' ');
+          expect(exposed).not.toContain('attacker');
+          expect(exposed).toContain('https://images.example.org/iiif/');
+        }
+      } finally {
+        await app.close();
+      }
+    }
+  });
+
+  it('with IIIF_PUBLIC_HOSTS, a request for an unlisted host gets the first listed one', async () => {
+    const app = await appFor(root, { IIIF_PUBLIC_HOSTS: 'images.example.org,alias.example.org:8443' });
+    try {
+      const id = async (host: string) => (await app.inject({ url: '/iiif/3/quadrants.png/info.json', headers: { host } })).json().id;
+      expect(await id('alias.example.org:8443')).toBe('http://alias.example.org:8443/iiif/3/quadrants.png');
+      expect(await id('IMAGES.example.org')).toBe('http://images.example.org/iiif/3/quadrants.png');
+      expect(await id('attacker.example')).toBe('http://images.example.org/iiif/3/quadrants.png');
+      expect(await id('evil"><script>')).toBe('http://images.example.org/iiif/3/quadrants.png');
+    } finally {
+      await app.close();
     }
   });
 

@@ -1,6 +1,8 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { IiifError } from '../../src/errors.js';
 import { parseImageRequest } from '../../src/iiif/parse.js';
+import { formatDecimal } from '../../src/iiif/numbers.js';
 import { planRender } from '../../src/iiif/plan.js';
 import type { ApiVersion } from '../../src/iiif/request.js';
 
@@ -107,6 +109,65 @@ describe('rotation', () => {
   it('keeps mirror and normalises 360 to 0', () => {
     expect(plan('full/max/!360/default.jpg')).toMatchObject({ mirror: true, degrees: 0 });
     expect(plan('full/max/22.5/default.png')).toMatchObject({ mirror: false, degrees: 22.5 });
+  });
+
+  it('the limits apply to the rotated canvas: ^10000,2500 turned 45° is 8839×8839, 3.1× maxArea (the attack)', () => {
+    const limits = { maxWidth: 10_000, maxHeight: 10_000, maxArea: 25_000_000 };
+    const request = parseImageRequest(3, 'full', '^10000,2500', '45', 'default.png');
+    expect(() => planRender(3, request, { width: 2400, height: 1600 }, limits)).toThrow(/rotated to 8839×8839, exceeds the limit of 25000000 pixels/);
+    // Unrotated, the same size is within the limits.
+    expect(planRender(3, parseImageRequest(3, 'full', '^10000,2500', '0', 'default.png'), { width: 2400, height: 1600 }, limits).canvas).toEqual({ width: 10_000, height: 2500 });
+  });
+
+  it('right angles swap the sides, so maxWidth and maxHeight apply to the image as sent', () => {
+    const tall = { maxWidth: 1000, maxHeight: 2000, maxArea: 10_000_000 };
+    const request = (rotation: string) => parseImageRequest(3, 'full', '1500,', rotation, 'default.jpg');
+    expect(planRender(3, request('0'), { width: 2000, height: 1000 }, { ...tall, maxWidth: 2000 }).canvas).toEqual({ width: 1500, height: 750 });
+    expect(planRender(3, request('90'), { width: 2000, height: 1000 }, tall).canvas).toEqual({ width: 750, height: 1500 });
+    expect(() => planRender(3, request('0'), { width: 2000, height: 1000 }, tall)).toThrow(/exceeds the limit of 1000×2000/);
+  });
+
+  it('max stays servable at any angle: the largest size whose rotated canvas fits', () => {
+    const result = plan('full/max/45/default.png');
+    expect(result.canvas.width * result.canvas.height).toBeLessThanOrEqual(limits.maxArea);
+    expect(result.width / result.height).toBeCloseTo(4 / 3, 2);
+    // One pixel wider would not fit.
+    expect(failure(`full/${result.width + 1},/45/default.png`)).toMatch(/^400 requested size .*, rotated to .*, exceeds the limit/);
+    expect(result.canonical).toBe('full/max/45/default.png');
+  });
+
+  it('every max and ^max plan fits the limits after rotation (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          width: fc.integer({ min: 1, max: 50_000 }),
+          height: fc.integer({ min: 1, max: 50_000 }),
+          maxWidth: fc.integer({ min: 1, max: 20_000 }),
+          maxHeight: fc.integer({ min: 1, max: 20_000 }),
+          maxArea: fc.integer({ min: 1, max: 100_000_000 }),
+          degrees: fc.oneof(fc.constantFrom(0, 90, 180, 270), fc.double({ min: 0, max: 359.99, noNaN: true })),
+          upscale: fc.boolean(),
+        }),
+        ({ width, height, maxWidth, maxHeight, maxArea, degrees, upscale }) => {
+          const limits = { maxWidth, maxHeight, maxArea };
+          const rotation = formatDecimal(Math.round(degrees * 100) / 100);
+          let result;
+          try {
+            result = planRender(3, parseImageRequest(3, 'full', upscale ? '^max' : 'max', rotation, 'default.png'), { width, height }, limits);
+          } catch (error) {
+            // Only a size that rounds to nothing may fail.
+            expect((error as Error).message).toMatch(/less than one pixel/);
+            return;
+          }
+          const { canvas } = result;
+          expect(canvas.width).toBeLessThanOrEqual(maxWidth);
+          expect(canvas.height).toBeLessThanOrEqual(maxHeight);
+          expect(canvas.width * canvas.height).toBeLessThanOrEqual(maxArea);
+          expect(planRender(3, parseImageRequest(3, ...(result.canonical.split('/') as [string, string, string, string])), { width, height }, limits)).toEqual(result);
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 });
 

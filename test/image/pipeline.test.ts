@@ -122,7 +122,7 @@ describe('memory budget and lanes', () => {
     try {
       const response = await small.inject({ url: '/iiif/3/gradient.tif/full/max/0/default.jpg' });
       expect(response.statusCode).toBe(413);
-      expect(response.body).toMatch(/needs about \d+ MiB to render, more than the 8 MiB allowed/);
+      expect(response.body).toMatch(/needs about \d+ MiB to render as jpg, more than the 8 MiB allowed/);
       expect((await small.inject({ method: 'HEAD', url: '/iiif/3/gradient.tif/full/max/0/default.jpg' })).statusCode).toBe(413);
       // A tile from a small level fits.
       expect((await small.inject({ url: '/iiif/3/gradient.tif/full/250,/0/default.jpg' })).statusCode).toBe(200);
@@ -141,7 +141,7 @@ describe('memory budget and lanes', () => {
     try {
       await busy.inject({ url: '/iiif/3/gradient.tif/info.json' }); // metadata cached: requests reach admission at once
       const big = (angle: number) => busy.inject({ url: `/iiif/3/gradient.tif/full/^3000,/${angle}/default.png` });
-      const tile = busy.inject({ url: '/iiif/3/gradient.tif/0,0,512,512/256,256/0/default.png' });
+      const tile = busy.inject({ url: '/iiif/3/gradient.tif/0,0,512,512/256,256/0/default.jpg' });
       const responses = await Promise.all([big(11), big(12), big(13), big(14)]);
       const statuses = responses.map((r) => r.statusCode).sort();
       expect(statuses[0]).toBe(200);

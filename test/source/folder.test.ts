@@ -53,6 +53,21 @@ describe('folder source', () => {
     },
   );
 
+  it('refused identifiers never take the place of real ones in the memory of recent answers', async () => {
+    const recalling = await FolderSource.open(fixtures.root, 60_000);
+    const path = join(fixtures.root, 'remembered.png');
+    await writeFile(path, 'one');
+    const before = (await recalling.resolve('remembered.png')).version;
+    // More refused identifiers than the memory holds (10,000), each as long as a URL allows.
+    const long = 'x/'.repeat(4000);
+    for (let i = 0; i < 12_000; i++) {
+      await expect(recalling.resolve(`${long}../${i}`)).rejects.toMatchObject({ statusCode: 404 });
+    }
+    await writeFile(path, 'three');
+    // Still the remembered answer: nothing pushed it out.
+    expect((await recalling.resolve('remembered.png')).version).toBe(before);
+  });
+
   it('follows symlinks that stay inside the root', async () => {
     await symlink(join(fixtures.root, 'quadrants.png'), join(fixtures.root, 'alias.png'));
     expect(await statusOf('alias.png')).toBe('ok');

@@ -4,6 +4,7 @@ import { head } from '../../source/range-reader.js';
 import type { ImageFile } from '../../source/source.js';
 import { TiffLayout } from '../tiles/tiff-layout.js';
 import { decoding } from '../vanished.js';
+import { countJpegScans } from './jpeg-scans.js';
 import { isReducedCopy, listedLevels, tiffLevels } from './stored-levels.js';
 import type { ImageMetadata, Level } from './types.js';
 
@@ -18,9 +19,11 @@ const HEADER_BYTES = 64 * 1024;
  * Reads an image's headers (never its pixels): size, orientation and stored levels. A tiled
  * TIFF is read by range — its first directory only; smaller levels when a request needs them —
  * so a remote pyramid answers without being downloaded. Other formats go to libvips: with the
- * first bytes of the file when their header is there, else with the whole file.
+ * first bytes of the file when their header is there, else with the whole file. Refuses what
+ * would cost too much to decode: too many pixels (413), or a JPEG of more than `maxJpegScans`
+ * scans (422; a pass over the whole image each, see jpeg-scans.ts).
  */
-export async function probe(file: ImageFile, maxInputPixels: number): Promise<ImageMetadata> {
+export async function probe(file: ImageFile, maxInputPixels: number, maxJpegScans = Infinity): Promise<ImageMetadata> {
   const layout = await TiffLayout.open(file.reader);
   // Oriented TIFFs are turned by libvips as it decodes the whole page.
   if (layout && layout.first.orientation === 1) {
@@ -40,6 +43,11 @@ export async function probe(file: ImageFile, maxInputPixels: number): Promise<Im
   const { width, height } = meta.autoOrient;
   if (!width || !height) throw undecodableSource('the stored image has no dimensions');
   checkPixels(width, height, maxInputPixels);
+  // libjpeg reports "progressive" for every JPEG of more than one scan.
+  const progressive = meta.format === 'jpeg' && meta.isProgressive === true;
+  if (progressive && (await countJpegScans(file.reader, maxJpegScans)) > maxJpegScans) {
+    throw undecodableSource(`the stored image is a JPEG of more than ${maxJpegScans} scans, each a pass over the whole image; it is not decoded`);
+  }
   const autoOrient = (meta.orientation ?? 1) > 1;
   const full: Level = { width, height, page: 0, tiles: undefined };
   // Pages of a pyramidal TIFF are reduced copies. Oriented images and other multi-page files
@@ -52,16 +60,19 @@ export async function probe(file: ImageFile, maxInputPixels: number): Promise<Im
     if (!isReducedCopy(size, levels[levels.length - 1]!, full)) break;
     levels.push({ ...size, page, tiles: undefined });
   }
-  return { width, height, autoOrient, levels: listedLevels(levels) };
+  return { width, height, autoOrient, levels: listedLevels(levels), progressive };
 }
 
-/** The header as libvips reads it: safe for any declared size, so the limit is checked by the caller. */
-function headerOf(input: string | Buffer): Promise<Metadata> {
-  return sharp(input, { limitInputPixels: false })
-    .metadata()
-    .catch((error: unknown) => {
-      throw undecodableSource(`the stored image cannot be read: ${reasonOf(error)}`);
-    });
+/**
+ * The header as libvips reads it: safe for any declared size, so the limit is checked by the
+ * caller. Async as a whole, because sharp throws at once for some inputs (an empty file).
+ */
+async function headerOf(input: string | Buffer): Promise<Metadata> {
+  try {
+    return await sharp(input, { limitInputPixels: false }).metadata();
+  } catch (error) {
+    throw undecodableSource(`the stored image cannot be read: ${reasonOf(error)}`);
+  }
 }
 
 function checkPixels(width: number, height: number, maxInputPixels: number): void {

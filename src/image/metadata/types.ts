@@ -26,6 +26,8 @@ export interface ImageMetadata extends Dimensions {
   levels: StoredLevels;
   /** Whether EXIF orientation must be applied (width/height above are already oriented). */
   autoOrient: boolean;
+  /** A JPEG of several scans: decoded whole for any region, so worth a pyramid early. */
+  progressive?: boolean;
   /** Set for JPEG 2000, decoded natively; its levels' `page` is OpenJPEG's reduce factor. */
   jp2?: Jp2Header;
 }

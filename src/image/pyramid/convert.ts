@@ -10,12 +10,21 @@ export interface PyramidOptions {
 }
 
 /**
- * Whether an image is worth converting to a tiled pyramid on first touch: one stored level
- * (no smaller copies to read from) and at least `thresholdPixels`. Everything below that
- * renders fast enough straight from the file.
+ * A progressive JPEG is decoded whole, every scan over every pixel, whatever region is asked
+ * for: beyond about 16 tiles' worth, its pyramid pays for itself by the second tile.
  */
-export function wantsPyramid(metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels'>, thresholdPixels: number): boolean {
-  return !metadata.levels.several && metadata.width * metadata.height >= thresholdPixels;
+export const PROGRESSIVE_PYRAMID_PIXELS = 1024 * 1024;
+
+/**
+ * Whether an image is worth converting to a tiled pyramid on first touch: one stored level
+ * (no smaller copies to read from) and at least `thresholdPixels` (a progressive JPEG already
+ * from PROGRESSIVE_PYRAMID_PIXELS). Everything below that renders fast enough straight from the
+ * file. A threshold of 0 never converts.
+ */
+export function wantsPyramid(metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels' | 'progressive'>, thresholdPixels: number): boolean {
+  if (thresholdPixels <= 0 || metadata.levels.several) return false;
+  const threshold = metadata.progressive ? Math.min(thresholdPixels, PROGRESSIVE_PYRAMID_PIXELS) : thresholdPixels;
+  return metadata.width * metadata.height >= threshold;
 }
 
 /**

@@ -51,7 +51,7 @@ export class Pyramids {
     return new Pyramids(cache, settings, metrics);
   }
 
-  wants(metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels'>): boolean {
+  wants(metadata: Pick<ImageMetadata, 'width' | 'height' | 'levels' | 'progressive'>): boolean {
     return wantsPyramid(metadata, this.settings.thresholdPixels);
   }
 

@@ -1,6 +1,6 @@
 import sharp, { type Sharp } from 'sharp';
 import type { Encoding } from '../../config.js';
-import { reasonOf, undecodableSource } from '../../errors.js';
+import { overloaded, reasonOf, undecodableSource } from '../../errors.js';
 import type { Rect, RenderPlan } from '../../iiif/plan.js';
 import type { Format } from '../../iiif/request.js';
 import type { LevelRead } from '../levels.js';
@@ -15,6 +15,12 @@ export interface Rendered {
   level: number;
 }
 
+/** How long one pipeline may run (sharp's timeout), and when a client should try again after it. */
+export interface RenderDeadline {
+  seconds: number;
+  retryAfterSeconds: number;
+}
+
 /**
  * Renders from the source file: the plan's stored level, the region mapped onto it. Output is
  * 8-bit sRGB (or grey) with all metadata, EXIF orientation included, stripped.
@@ -26,19 +32,29 @@ export function render(
   plan: RenderPlan,
   maxInputPixels: number,
   encoding: Encoding,
+  deadline?: RenderDeadline,
 ): Promise<Rendered> {
   let image = sharp(path, { page: level.page, limitInputPixels: maxInputPixels });
   if (autoOrient) image = image.autoOrient();
   // Without an extract sharp can shrink JPEG and WebP while decoding (shrink-on-load).
   const whole = region.width === level.width && region.height === level.height;
-  return renderFrom(image, whole ? undefined : region, plan, level.page, encoding);
+  return renderFrom(image, whole ? undefined : region, plan, level.page, encoding, deadline);
 }
 
 /**
  * Runs one sharp pipeline in the spec's order: region → size → mirror → rotation → quality →
- * format. `input` is the decoded source (a file's level, or a single stored tile).
+ * format. `input` is the decoded source (a file's level, or a single stored tile). Past the
+ * deadline libvips stops the pipeline and the request is answered 503 with Retry-After (the
+ * time went to a crowded machine or a costly source; the plan's estimate said it would fit).
  */
-export async function renderFrom(input: Sharp, region: Rect | undefined, plan: RenderPlan, level: number, encoding: Encoding): Promise<Rendered> {
+export async function renderFrom(
+  input: Sharp,
+  region: Rect | undefined,
+  plan: RenderPlan,
+  level: number,
+  encoding: Encoding,
+  deadline?: RenderDeadline,
+): Promise<Rendered> {
   const opaque = !HAS_ALPHA[plan.format] || plan.quality === 'bitonal';
   let image = input;
   if (region) image = image.extract({ left: region.x, top: region.y, width: region.width, height: region.height });
@@ -46,11 +62,15 @@ export async function renderFrom(input: Sharp, region: Rect | undefined, plan: R
   if (opaque) image = image.flatten({ background: WHITE });
   if (plan.mirror) image = image.flop();
   if (plan.degrees !== 0) image = image.rotate(plan.degrees, { background: opaque ? WHITE : TRANSPARENT });
-  image = applyQuality(image, plan);
+  image = encode(applyQuality(image, plan), plan.format, encoding);
+  if (deadline) image = image.timeout({ seconds: deadline.seconds });
   try {
-    const data = await encode(image, plan.format, encoding).toBuffer();
+    const data = await image.toBuffer();
     return { data, level };
   } catch (error) {
+    if (deadline && /^timeout: /.test(reasonOf(error))) {
+      throw overloaded(`the render took longer than the ${deadline.seconds} s allowed; retry later or ask for a smaller size`, deadline.retryAfterSeconds);
+    }
     throw undecodableSource(`the stored image cannot be decoded: ${reasonOf(error)}`);
   }
 }

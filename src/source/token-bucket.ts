@@ -1,0 +1,32 @@
+/**
+ * A token bucket: `burst` tokens at most, refilled at `ratePerSecond`. Bounds how often
+ * something may happen on average while letting a short burst through at once.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    private readonly ratePerSecond: number,
+    private readonly burst: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.tokens = burst;
+    this.last = now();
+  }
+
+  /** Takes a token when one is left; false when the bucket is empty. */
+  take(): boolean {
+    const now = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.ratePerSecond);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens--;
+    return true;
+  }
+
+  /** Whole seconds until the next token (at least 1): a Retry-After. */
+  get secondsToNext(): number {
+    return Math.max(1, Math.ceil((1 - this.tokens) / this.ratePerSecond));
+  }
+}
