@@ -63,7 +63,8 @@ export interface Jp2Run {
   errors: number;
   non2xx: number;
   probe: Latency & { path: string };
-  rssMiB: { atStart: number; peak: number; afterLoad: number };
+  /** Before the first request, after the cold tile (our copy of the file held), peak, SETTLE_MS after the load. */
+  rssMiB: { atStart: number; afterCold: number; peak: number; afterLoad: number };
 }
 
 const round1 = (n: number) => Math.round(n * 10) / 10;
@@ -113,6 +114,7 @@ async function measure(contender: Contender, connections: number): Promise<Jp2Ru
     const atStart = await rssBytes(server.pid);
     const info = await timedGet(`${server.url}${contender.base}/info.json`);
     const tile = await timedGet(`${server.url}${contender.base}/${FULL_TILE}`);
+    const afterCold = await rssBytes(server.pid);
     const paths = shuffled(tilePaths({ width: BENCH_WIDTH, height: BENCH_HEIGHT }, 256, 2))
       .filter((path) => path !== FULL_TILE)
       .map((path) => `${contender.base}/${path}`);
@@ -143,7 +145,7 @@ async function measure(contender: Contender, connections: number): Promise<Jp2Ru
       errors: result.errors + result.timeouts,
       non2xx: result.non2xx,
       probe: { ...probed, path: contender.probe },
-      rssMiB: { atStart: mib(atStart), peak: mib(peak), afterLoad: mib(afterLoad) },
+      rssMiB: { atStart: mib(atStart), afterCold: mib(afterCold), peak: mib(peak), afterLoad: mib(afterLoad) },
     };
   } finally {
     await server.stop();
@@ -155,16 +157,16 @@ function describe(run: Jp2Run): string {
     `${run.server} c=${run.connections}: info.json ${run.coldInfoMs} ms, tile ${run.coldTileMs} ms (${run.coldStatuses.join('/')}), ` +
     `${run.tilesPerSecond} tiles/s at ${run.coresUsed} cores = ${run.tilesPerSecondPerCore}/core, p99 ${run.latencyMs.p99} ms, ` +
     `errors ${run.errors}, non-2xx ${run.non2xx}, probe p99 ${run.probe.p99Ms} max ${run.probe.maxMs} ms (${run.probe.samples}), ` +
-    `RSS ${run.rssMiB.atStart} → peak ${run.rssMiB.peak} → ${run.rssMiB.afterLoad} MiB`
+    `RSS ${run.rssMiB.atStart} → ${run.rssMiB.afterCold} → peak ${run.rssMiB.peak} → ${run.rssMiB.afterLoad} MiB`
   );
 }
 
 function table(runs: Jp2Run[]): string {
   const header =
-    '| server | conns | cold info.json ms | cold first tile ms | tiles | tiles/s | cores | tiles/s per core | p50 ms | p99 ms | max ms | errors + non-2xx | probe p99 ms | probe max ms | RSS start MiB | RSS peak MiB | RSS after MiB |';
+    '| server | conns | cold info.json ms | cold first tile ms | tiles | tiles/s | cores | tiles/s per core | p50 ms | p99 ms | max ms | errors + non-2xx | probe p99 ms | probe max ms | RSS start MiB | RSS after cold tile MiB | RSS peak MiB | RSS after MiB |';
   const rows = runs.map(
     (r) =>
-      `| ${r.server} | ${r.connections} | ${r.coldInfoMs} | ${r.coldTileMs} | ${r.tiles} | ${r.tilesPerSecond} | ${r.coresUsed} | ${r.tilesPerSecondPerCore} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.latencyMs.max} | ${r.errors + r.non2xx} | ${r.probe.p99Ms} | ${r.probe.maxMs} | ${r.rssMiB.atStart} | ${r.rssMiB.peak} | ${r.rssMiB.afterLoad} |`,
+      `| ${r.server} | ${r.connections} | ${r.coldInfoMs} | ${r.coldTileMs} | ${r.tiles} | ${r.tilesPerSecond} | ${r.coresUsed} | ${r.tilesPerSecondPerCore} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.latencyMs.max} | ${r.errors + r.non2xx} | ${r.probe.p99Ms} | ${r.probe.maxMs} | ${r.rssMiB.atStart} | ${r.rssMiB.afterCold} | ${r.rssMiB.peak} | ${r.rssMiB.afterLoad} |`,
   );
   return [header, header.replace(/[^|]+/g, '---'), ...rows].join('\n');
 }
@@ -189,6 +191,6 @@ export async function compareJp2(dataDir: string): Promise<void> {
     `${JP2_UNTILED}: ${BENCH_WIDTH}×${BENCH_HEIGHT}, opj_compress ${ARCHIVAL_JP2.join(' ')}. Every row a fresh server process, no warm-up: ` +
     `info.json then a full-resolution tile (${FULL_TILE}) one after the other, then ${LOAD_SECONDS} s of shuffled deep-zoom tiles (IIIF 2.1 \`w,\`), each URL once. ` +
     `Probe: a request sampled one at a time every ${SAMPLE_GAP_MS} ms during the load (ours /health; iipsrv its FastCGI endpoint without arguments, a 400 help page from memory). ` +
-    `RSS of the process tree: before the first request, peak during the load, ${SETTLE_MS / 1000} s after it. iipsrv: one FastCGI process per core under lighttpd.`;
+    `RSS of the process tree: before the first request, after the cold tile, peak during the load, ${SETTLE_MS / 1000} s after it. iipsrv: one FastCGI process per core under lighttpd.`;
   await writeReport('compare-jp2', 'JP2: ours vs iipsrv from a cold process', { loadSeconds: LOAD_SECONDS, runs }, `${notes}\n\n${table(runs)}`);
 }
