@@ -1,11 +1,16 @@
 /**
  * `npm run bench:compare`: our server and iipsrv side by side on the same images, URLs (IIIF
  * 2.1 syntax, which iipsrv speaks), load generator and machine, alternating which goes first.
- * Prints and saves each workload's ratio ours / iipsrv, per request and per CPU core.
+ * Prints and saves each workload's ratio ours / iipsrv, per request and per CPU core. The JP2
+ * workload (jp2-compare.ts) measures both from a cold process on an archival JPEG 2000.
+ *
+ *   npm run bench:compare              every workload
+ *   npm run bench:compare -- W1 JP2    some of them
  */
 import { availableParallelism } from 'node:os';
 import { startIipsrv } from './iipsrv.js';
 import { ensureBenchImages, PLAIN_JPEGS, PYRAMIDS } from './images.js';
+import { compareJp2, JP2_WORKLOAD } from './jp2-compare.js';
 import { benchDataDir, describeMeasurement, runWorkload, startOurs, workloads, writeReport, type Measurement } from './run.js';
 
 interface Pair {
@@ -34,6 +39,12 @@ function median(measurements: Measurement[]): Measurement {
 async function main(): Promise<void> {
   if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`BENCH_REPEAT must be a whole number ≥ 1, not "${process.env.BENCH_REPEAT}"`);
   const chosen = new Set(process.argv.slice(2));
+  if (chosen.size === 0 || [...chosen].some((name) => name !== JP2_WORKLOAD)) await compareWorkloads(chosen);
+  if (chosen.size === 0 || chosen.has(JP2_WORKLOAD)) await compareJp2(benchDataDir());
+}
+
+/** W1–W5 (all when `chosen` is empty), each pair of runs repeated and the medians compared. */
+async function compareWorkloads(chosen: Set<string>): Promise<void> {
   const dataDir = await ensureBenchImages(benchDataDir(), (line) => console.log(line));
   // iipsrv cannot read a plain JPEG: for W2 it gets pyramids of the same size, which is what its
   // users convert their JPEGs to before serving them.

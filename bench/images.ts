@@ -3,7 +3,7 @@
  * large smooth shapes — so JPEG encoding costs what it costs on real scans, not on flat colour.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
@@ -106,6 +106,42 @@ export async function ensureColdImage(folder: string, log: (line: string) => voi
   log(`making ${COLD_IMAGE.name} (${COLD_IMAGE.width}×${COLD_IMAGE.height})`);
   const image = await texture(4, { width: COLD_IMAGE.width, height: COLD_IMAGE.height, grain: 1 });
   await writeAtomically(path, image.tiff({ tile: true, tileWidth: 256, tileHeight: 256, pyramid: true, compression: 'jpeg', quality: 85 }));
+  return path;
+}
+
+/**
+ * opj_compress options for a JP2 the way archives write them: 7 resolution levels, RPCL
+ * progression, 256×256 precincts, 4 quality layers, 9/7 wavelet at 8:1 (untiled).
+ */
+export const ARCHIVAL_JP2 = ['-n', '7', '-p', 'RPCL', '-c', '[256,256],[256,256],[256,256],[256,256],[256,256],[256,256],[256,256]', '-I', '-r', '64,32,16,8'];
+/** The BENCH_WIDTH×BENCH_HEIGHT archival JP2 (ARCHIVAL_JP2) that bench:jp2 and bench:compare read. */
+export const JP2_UNTILED = 'jp2-untiled.jp2';
+
+/**
+ * Makes `name` in `folder` when missing: the seed-4 texture at BENCH_WIDTH×BENCH_HEIGHT encoded
+ * by Debian's opj_compress (libopenjp2-tools) with `args`; returns its path.
+ */
+export async function ensureJp2(folder: string, name: string, args: string[], log: (line: string) => void): Promise<string> {
+  const path = join(folder, name);
+  if (await exists(path)) return path;
+  await mkdir(folder, { recursive: true });
+  log(`making ${name} (${BENCH_WIDTH}×${BENCH_HEIGHT}) with opj_compress ${args.join(' ')}`);
+  // opj_compress reads binary PPM without any encoding cost on our side.
+  const ppm = `${path}.input.ppm`;
+  const file = await open(ppm, 'w');
+  try {
+    await file.write(`P6\n${BENCH_WIDTH} ${BENCH_HEIGHT}\n255\n`);
+    await file.write(await (await texture(4)).raw().toBuffer());
+  } finally {
+    await file.close();
+  }
+  try {
+    await run('opj_compress', ['-i', ppm, '-o', `${path}.partial.jp2`, '-threads', '2', ...args]);
+    await rename(`${path}.partial.jp2`, path);
+  } finally {
+    await rm(ppm, { force: true });
+    await rm(`${path}.partial.jp2`, { force: true });
+  }
   return path;
 }
 

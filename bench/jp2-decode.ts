@@ -6,49 +6,20 @@
  * 7 levels, RPCL, 256×256 precincts, 4 quality layers, 9/7 wavelet at 8:1; untiled, untiled
  * with packet-length markers (PLT), and in 1024×1024 tiles.
  */
-import { execFile } from 'node:child_process';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { readFile } from 'node:fs/promises';
 import { JP2_HEADER_PREFIX_BYTES, levelSize, readJp2Header } from '../src/image/jp2/codestream.js';
 import { decodeJp2, jp2UnavailableReason, openJpegVersion } from '../src/image/jp2/decoder.js';
-import { BENCH_HEIGHT, BENCH_WIDTH, texture } from './images.js';
+import { ARCHIVAL_JP2, ensureJp2, JP2_UNTILED } from './images.js';
 import { benchDataDir, machine } from './run.js';
 
-const run = promisify(execFile);
-const ARCHIVAL = ['-n', '7', '-p', 'RPCL', '-c', '[256,256],[256,256],[256,256],[256,256],[256,256],[256,256],[256,256]', '-I', '-r', '64,32,16,8'];
 const FILES: Array<[string, string[]]> = [
-  ['jp2-untiled.jp2', ARCHIVAL],
-  ['jp2-untiled-plt.jp2', [...ARCHIVAL, '-PLT']],
-  ['jp2-tiled-1024.jp2', [...ARCHIVAL, '-t', '1024,1024']],
+  [JP2_UNTILED, ARCHIVAL_JP2],
+  ['jp2-untiled-plt.jp2', [...ARCHIVAL_JP2, '-PLT']],
+  ['jp2-tiled-1024.jp2', [...ARCHIVAL_JP2, '-t', '1024,1024']],
 ];
 const TILES_PER_LEVEL = 16;
 const HEADER_ROUNDS = 2000;
 const MAX_PIXELS = 268_402_689;
-
-async function ensureJp2(name: string, args: string[]): Promise<string> {
-  const path = join(benchDataDir(), name);
-  if (await stat(path).then(() => true, () => false)) return path;
-  await mkdir(benchDataDir(), { recursive: true });
-  console.log(`making ${name} (${BENCH_WIDTH}×${BENCH_HEIGHT}) with opj_compress ${args.join(' ')}`);
-  // opj_compress reads binary PPM without any encoding cost on our side.
-  const ppm = `${path}.input.ppm`;
-  const file = await open(ppm, 'w');
-  try {
-    await file.write(`P6\n${BENCH_WIDTH} ${BENCH_HEIGHT}\n255\n`);
-    await file.write(await (await texture(4)).raw().toBuffer());
-  } finally {
-    await file.close();
-  }
-  try {
-    await run('opj_compress', ['-i', ppm, '-o', `${path}.partial.jp2`, '-threads', '2', ...args]);
-    await rename(`${path}.partial.jp2`, path);
-  } finally {
-    await rm(ppm, { force: true });
-    await rm(`${path}.partial.jp2`, { force: true });
-  }
-  return path;
-}
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const percentile90 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length * 0.9)]!;
@@ -98,7 +69,7 @@ async function main(): Promise<void> {
   console.log('| file | size MB | header µs (64 KB prefix) | reduce | CPU ms/tile median | p90 | wall ms median |');
   console.log('|---|---|---|---|---|---|---|');
   for (const [name, args] of FILES) {
-    const file = await readFile(await ensureJp2(name, args));
+    const file = await readFile(await ensureJp2(benchDataDir(), name, args, (line) => console.log(line)));
     const header = headerMicros(file).toFixed(1);
     for (const reduce of [0, 3]) {
       const cost = await tileCost(file, reduce);

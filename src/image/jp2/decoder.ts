@@ -8,7 +8,8 @@ import { checkTileParts, jp2Header, levelSize } from './codestream.js';
 /**
  * JPEG 2000 pixels from the native OpenJPEG addon (native/openjp2, built by `npm ci` when
  * Debian's libopenjp2-7-dev is installed): one resolution level and one area of it per decode,
- * on the libuv thread pool. Without the addon everything else keeps working and decodes are
+ * on the libuv thread pool, whose threads the addon lowers below the event loop's priority
+ * (nice 10) and whose freed decode memory it hands back once no decode is in flight. Without the addon everything else keeps working and decodes are
  * refused with a 501 that tells the operator how to enable them.
  */
 

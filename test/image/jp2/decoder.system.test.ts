@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -180,7 +181,28 @@ describe('decodeJp2 against opj_decompress', () => {
     }
     expect(ticks).toBeGreaterThan(0);
   });
+
+  it('decodes on pool threads niced below the event loop, which keeps its priority', async () => {
+    const before = threadNiceness();
+    const file = await readFile(samples['tiled.jp2']!);
+    // More decodes at once than the pool has threads, so every pool thread runs one.
+    await Promise.all(Array.from({ length: 8 }, () => decodeJp2(file, { reduce: 0, ...limits })));
+    const after = threadNiceness();
+    expect(after.get(process.pid)).toBe(before.get(process.pid));
+    const lowered = [...after].filter(([tid, nice]) => tid !== process.pid && nice === Math.min(19, before.get(process.pid)! + 10));
+    expect(lowered.length).toBeGreaterThanOrEqual(1);
+  });
 });
+
+/** Nice value of each thread of this process (Linux: field 19 of /proc/self/task/<tid>/stat). */
+function threadNiceness(): Map<number, number> {
+  const nice = new Map<number, number>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    nice.set(Number(tid), Number(stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[16]));
+  }
+  return nice;
+}
 
 describe('hostile JPEG 2000 files through the decoder', () => {
   it('rejects a SIZ that lies about a 16000×16000 image in a few bytes with a 422, without a large allocation', async () => {
