@@ -15,6 +15,7 @@ import { decodeJp2 } from './jp2/decoder.js';
 import { Jp2Files } from './jp2/source.js';
 import type { ImageMetadata } from './metadata/types.js';
 import { Preparation } from './prepare.js';
+import type { SharedPyramids } from './pyramid/shared.js';
 import type { Pyramids } from './pyramid/store.js';
 import { joinStoredTiles } from './render/from-tiles.js';
 import { render, renderFrom } from './render/render.js';
@@ -61,6 +62,8 @@ export class Images {
     private readonly config: Config,
     private readonly metrics: Metrics,
     pyramids?: Pyramids,
+    /** The fleet's derivative store in front of `pyramids` (IIIF_DERIVATIVE_PREFIX). */
+    shared?: SharedPyramids,
   ) {
     this.results = new ResultCache(config.resultCacheBytes, config.resultCacheMaxItemBytes, metrics);
     this.pyramidFiles = new LocalFiles(config.openTileFiles);
@@ -78,7 +81,7 @@ export class Images {
     this.preparation = new Preparation({
       maxInputPixels: config.maxInputPixels,
       maxEntries: config.metadataCacheEntries,
-      pyramids: pyramids && { store: pyramids, schedule },
+      pyramids: pyramids && { store: pyramids, schedule, shared },
       files: this.pyramidFiles,
     });
   }
