@@ -6,6 +6,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { quadrants } from '../../fixtures.js';
@@ -137,6 +138,28 @@ describe('shared pyramids', () => {
     expect(await builds([second])).toBe(1);
     // Two versions stored now, one per source ETag.
     expect((await keysUnder(store, `${PREFIX}${key}/`)).filter((k) => k.endsWith('/complete'))).toHaveLength(2);
+  }, 120_000);
+
+  it('a wait for another server\'s conversion that runs out serves the source, and the next request takes the derivative', async () => {
+    const key = 'slow.jpg';
+    await store.put(key, images[0]!.jpeg);
+    // The converter's upload is slow to start: it holds the lease for a while.
+    store.fault = (request) => (request.method === 'PUT' && request.key.endsWith('/pyramid.tif') ? { delayMs: 3000 } : undefined);
+    const converter = await server();
+    const impatient = await server({ IIIF_DERIVATIVE_WAIT_MS: '200' });
+    const converting = converter.app.inject(tileUrl(key));
+    while (!(await keysUnder(store, `${PREFIX}${key}/`)).some((k) => k.endsWith('/lease'))) await sleep(50);
+
+    const meanwhile = await impatient.app.inject(tileUrl(key));
+    expect(meanwhile.statusCode).toBe(200);
+    expect(await differenceFromSource(meanwhile.rawPayload, images[0]!)).toBeLessThan(6);
+    expect(await impatient.metric('iiif_derivative_obtained_total{result="timeout"}')).toBe(1);
+
+    expect((await converting).statusCode).toBe(200);
+    const later = await impatient.app.inject(`/iiif/3/${key}/0,0,1024,1024/256,256/0/default.jpg`);
+    expect(later.statusCode).toBe(200);
+    expect(await impatient.metric('iiif_derivative_obtained_total{result="found"}')).toBe(1);
+    expect(await builds([converter, impatient])).toBe(1);
   }, 120_000);
 
   it('S3 refusing the derivative upload: the pixels are served from the local pyramid, the failure logged once', async () => {
