@@ -21,6 +21,8 @@ export interface Runtime {
   source: ImageSource;
   /** Where pyramids made on first touch are kept; undefined when IIIF_PYRAMID_THRESHOLD_PIXELS is 0. */
   pyramids: Pyramids | undefined;
+  /** The fleet's derivative store in front of `pyramids`, when IIIF_DERIVATIVE_PREFIX is set (S3 source). */
+  shared: SharedPyramids | undefined;
   images: Images;
   service: IiifService;
   /** Releases what the runtime holds open (files kept for tile reads) and lets the source finish its cache writes. */
@@ -52,7 +54,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   const shared = pyramids && source instanceof S3Source ? sharedPyramids(config, metrics, log, source, pyramids) : undefined;
   const images = new Images(source, config, metrics, pyramids, shared);
   const service = new IiifService(images, { cacheMaxAge: config.cacheMaxAge, infoDocuments: config.metadataCacheEntries });
-  return { config, metrics, log, source, pyramids, images, service, close: () => images.close() };
+  return { config, metrics, log, source, pyramids, shared, images, service, close: () => images.close() };
 }
 
 /** Pyramids shared through the fleet's derivative store, when IIIF_DERIVATIVE_PREFIX is set; over the source's S3 client and block cache. */

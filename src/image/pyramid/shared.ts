@@ -63,6 +63,11 @@ export class SharedPyramids {
     }
   }
 
+  /** Whether the fleet's store holds a complete derivative of this source version. */
+  async published(source: SourceRef): Promise<boolean> {
+    return (await this.options.store.find(this.options.sourceKey(source.identifier), source.version)) !== undefined;
+  }
+
   /** Deletes every derivative of an identifier from the store (an operator's purge). */
   async purge(identifier: string): Promise<void> {
     await this.options.store.purge(this.options.sourceKey(identifier));
