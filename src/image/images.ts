@@ -36,6 +36,8 @@ export interface ResolvedImage {
 export interface ImagePlan extends RenderPlan {
   /** The stored level that fits and the region on it, chosen once here. */
   read: LevelRead;
+  /** The metadata `read` was chosen on: plans are remembered per source version, and what it reads may change (below). */
+  readOf: ImageMetadata;
   lane: Lane;
   /** Source version + canonical request: the result-cache key, built once per plan. */
   resultKey: string;
@@ -128,6 +130,7 @@ export class Images {
     return {
       ...plan,
       read,
+      readOf: image.metadata,
       lane: outputPixels > this.config.largeRenderPixels ? 'expensive' : 'cheap',
       resultKey: requestKey(image.source.identifier, image.source.version, plan.canonical),
     };
@@ -145,10 +148,13 @@ export class Images {
    * download must not hold a render slot.
    */
   private async produce(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
-    const { level, region } = plan.read;
+    // A plan made while this version was read from elsewhere (the source while the fleet
+    // converted it, another copy of its pyramid) must not read that file's levels from this one.
+    const read = plan.readOf === image.metadata ? plan.read : await levelRead(image.metadata, plan);
+    const { level, region } = read;
     const { reader } = image.input;
-    if (image.metadata.jp2) return this.decodeJp2(image, plan);
-    const spot = locateTile(plan, plan.read, level.tiles);
+    if (image.metadata.jp2) return this.decodeJp2(image, plan, read);
+    const spot = locateTile(plan, read, level.tiles);
     if (spot) {
       const stored = await readStoredTile(reader, spot.page, spot.index);
       if (spot.corner && sendableAsStored(plan)) {
@@ -164,7 +170,7 @@ export class Images {
     }
     const whole = await image.input.whole();
     return this.decode(plan, 'sharp', () =>
-      decoding(whole, (input) => render(input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, this.config.encoding)),
+      decoding(whole, (input) => render(input, image.metadata.autoOrient, read, plan, this.config.maxInputPixels, this.config.encoding)),
     );
   }
 
@@ -172,8 +178,8 @@ export class Images {
    * JPEG 2000: OpenJPEG decodes only the region, at the resolution level the plan chose
    * (reduce), on the libuv pool; sharp then sizes, turns and encodes it like any other render.
    */
-  private async decodeJp2(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
-    const { level, region } = plan.read;
+  private async decodeJp2(image: ResolvedImage, plan: ImagePlan, read: LevelRead): Promise<CachedResult> {
+    const { level, region } = read;
     const file = await this.jp2Files.bytes(image.input, image.source.identifier, image.source.version);
     return this.decode(plan, 'jp2', async () => {
       const raster = await decodeJp2(file, {

@@ -146,18 +146,23 @@ describe('shared pyramids', () => {
     // The converter's upload is slow to start: it holds the lease for a while.
     store.fault = (request) => (request.method === 'PUT' && request.key.endsWith('/pyramid.tif') ? { delayMs: 3000 } : undefined);
     const converter = await server();
-    const impatient = await server({ IIIF_DERIVATIVE_WAIT_MS: '200' });
+    // No result cache: a request asked again is rendered again (its plan is remembered).
+    const impatient = await server({ IIIF_DERIVATIVE_WAIT_MS: '200', IIIF_RESULT_CACHE_BYTES: '0' });
     const converting = converter.app.inject(tileUrl(key));
     while (!(await keysUnder(store, `${PREFIX}${key}/`)).some((k) => k.endsWith('/lease'))) await sleep(50);
 
     const meanwhile = await impatient.app.inject(tileUrl(key));
     expect(meanwhile.statusCode).toBe(200);
+    expect(meanwhile.headers['x-iiif-source-level']).toBe('0');
     expect(await differenceFromSource(meanwhile.rawPayload, images[0]!)).toBeLessThan(6);
     expect(await impatient.metric('iiif_derivative_obtained_total{result="timeout"}')).toBe(1);
 
     expect((await converting).statusCode).toBe(200);
-    const later = await impatient.app.inject(`/iiif/3/${key}/0,0,1024,1024/256,256/0/default.jpg`);
+    // The same request again: its remembered plan now reads the derivative's half-size level.
+    const later = await impatient.app.inject(tileUrl(key));
     expect(later.statusCode).toBe(200);
+    expect(later.headers['x-iiif-source-level']).toBe('1');
+    expect(await differenceFromSource(later.rawPayload, images[0]!)).toBeLessThan(6);
     expect(await impatient.metric('iiif_derivative_obtained_total{result="found"}')).toBe(1);
     expect(await builds([converter, impatient])).toBe(1);
   }, 120_000);
