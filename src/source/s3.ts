@@ -9,6 +9,7 @@ import { SingleFlight } from '../cache/single-flight.js';
 import type { Config, S3Config } from '../config.js';
 import { ConfigError, IiifError, notFound, sourceUnavailable } from '../errors.js';
 import type { Metrics } from '../metrics.js';
+import { InputVanished } from '../image/vanished.js';
 import { BlockReads, type RemoteObject } from './block-reads.js';
 import { checkIdentifier, isServable, printable } from './identifier.js';
 import { classify, NotModified } from './s3-failures.js';
@@ -271,12 +272,16 @@ export class S3Source implements ImageSource {
   }
 
   /** The client's error for a failed read; when the object changed, its key is resolved again in the background. */
-  private async readFailure(error: unknown, object: RemoteObject, deadline: AbortSignal): Promise<IiifError> {
-    if (classify(error).result === 'changed' && this.cache.record(object.key)?.version === object.version) {
+  private async readFailure(error: unknown, object: S3Object, deadline: AbortSignal): Promise<Error> {
+    const { result } = classify(error);
+    const stored = object.at.bucket !== undefined;
+    // A stored object (a derivative) replaced or deleted under us: whoever chose it chooses again.
+    if (stored && (result === 'changed' || result === 'not_found')) return new InputVanished({ cause: error });
+    if (result === 'changed' && this.cache.record(object.key)?.version === object.version) {
       await this.cache.forgetRecord(object.key);
       void this.resolve(object.key).catch(() => undefined);
     }
-    return this.requests.failure(error, `reading "${printable(object.key)}"`, deadline);
+    return this.requests.failure(error, `reading "${printable(stored ? object.at.key : object.key)}"`, deadline);
   }
 
   private key(identifier: string): string {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { quadrants } from '../../fixtures.js';
+import { near, pixel, quadrants, YELLOW } from '../../fixtures.js';
 import { keysUnder, PREFIX } from '../../derivatives/fleet-parts.js';
 import { s3App, type S3App } from '../../source/s3-app.js';
 import { S3Store } from '../../source/s3-store.js';
@@ -165,6 +165,23 @@ describe('shared pyramids', () => {
     expect(await differenceFromSource(later.rawPayload, images[0]!)).toBeLessThan(6);
     expect(await impatient.metric('iiif_derivative_obtained_total{result="found"}')).toBe(1);
     expect(await builds([converter, impatient])).toBe(1);
+  }, 120_000);
+
+  it('a derivative deleted while a server reads it: the server obtains the pyramid again and serves the right pixels', async () => {
+    const key = 'deleted.jpg';
+    await store.put(key, images[0]!.jpeg);
+    const converter = await server();
+    expect((await converter.app.inject(tileUrl(key))).statusCode).toBe(200);
+    const reader = await server();
+    expect((await reader.app.inject(tileUrl(key))).statusCode).toBe(200);
+    expect(await reader.metric('iiif_derivative_obtained_total{result="found"}')).toBe(1);
+    for (const stored of await keysUnder(store, `${PREFIX}${key}/`)) await store.remove(stored);
+
+    // Bytes of the derivative the reader has not read yet: a ranged GET now answered 404.
+    const corner = await reader.app.inject(`/iiif/3/${key}/2560,1536,440,464/440,/0/default.png`);
+    expect(corner.statusCode).toBe(200);
+    expect(near(await pixel(corner.rawPayload, 220, 232), YELLOW)).toBe(true);
+    expect(await builds([reader])).toBe(1);
   }, 120_000);
 
   it('S3 refusing the derivative upload: the pixels are served from the local pyramid, the failure logged once', async () => {
