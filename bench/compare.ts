@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     (p) =>
       `| ${p.workload} | ${p.connections} | ${p.ours.requestsPerSecond} | ${p.iipsrv.requestsPerSecond} | ${p.ratio} | ${p.ours.requestsPerSecondPerCore} | ${p.iipsrv.requestsPerSecondPerCore} | ${p.ratioPerCore} | ${p.ours.latencyMs.p99} | ${p.iipsrv.latencyMs.p99} | ${p.ours.errors + p.ours.non2xx} | ${p.iipsrv.errors + p.iipsrv.non2xx} | ${p.ours.peakRssMiB} | ${p.iipsrv.peakRssMiB} |`,
   );
-  const notes = `Each row: the run with the median req/s per core of ${repeats} per server, alternating which server goes first. iiif-processor: not installed, not measured. iipsrv: Debian iipimage-server 1.1 under lighttpd mod_fastcgi, one process per core. W2 for iipsrv reads the pyramidal TIFFs of W1 (it cannot read JPEG).`;
+  const notes = `Each row: the run with the median req/s per core of ${repeats} per server, alternating which server goes first. iiif-processor: not installed, not measured. iipsrv: Debian iipimage-server 1.1 under lighttpd mod_fastcgi, one process per core. W2 for iipsrv reads the pyramidal TIFFs of W1 (it cannot read JPEG). W6–W9 read pyramids made by Debian's vips 8.14 and ImageMagick (bench/images.ts), the same files for both servers.`;
   await writeReport('compare', 'Ours vs iipsrv', { pairs }, `${notes}\n\n${[header, header.replace(/[^|]+/g, '---'), ...rows].join('\n')}`);
 }
 

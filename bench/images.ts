@@ -2,9 +2,13 @@
  * Benchmark images, generated (never committed): photograph-like texture — fine noise over
  * large smooth shapes — so JPEG encoding costs what it costs on real scans, not on flat colour.
  */
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import sharp from 'sharp';
+
+const run = promisify(execFile);
 
 export const BENCH_WIDTH = 12_000;
 export const BENCH_HEIGHT = 9_000;
@@ -15,6 +19,40 @@ export const BENCH_HEIGHT = 9_000;
  */
 export const PYRAMIDS = ['pyramid-a.tif', 'pyramid-b.tif', 'pyramid-c.tif'];
 export const PLAIN_JPEGS = ['plain-a.jpg', 'plain-b.jpg', 'plain-c.jpg'];
+
+/**
+ * Pyramids of the same three images made by programs other than this project, as users bring
+ * them: Debian bookworm's vips (libvips 8.14) with 256-px RGB JPEG tiles without an Adobe
+ * marker (`--Q 90`), and with its defaults (128-px YCbCr tiles at Q 75, so every 256-px viewer
+ * tile spans four stored tiles); ImageMagick's ptif: writer (256-px RGB tiles, quality 85).
+ * Made from each pyramid's full-size page by the programs themselves (scripts/system/imaging-tools.sh).
+ */
+export const FOREIGN_PYRAMIDS = {
+  vipsRgb: PYRAMIDS.map((name) => name.replace('pyramid-', 'vips814-rgb-')),
+  vipsDefault: PYRAMIDS.map((name) => name.replace('pyramid-', 'vips814-default-')),
+  magick: PYRAMIDS.map((name) => name.replace('pyramid-', 'magick-')),
+};
+
+const FOREIGN_COMMANDS: Record<keyof typeof FOREIGN_PYRAMIDS, (source: string, target: string) => [string, string[]]> = {
+  vipsRgb: (source, target) => ['/usr/bin/vips', ['tiffsave', `${source}[page=0]`, target, '--tile', '--tile-width', '256', '--tile-height', '256', '--pyramid', '--compression', 'jpeg', '--Q', '90']],
+  vipsDefault: (source, target) => ['/usr/bin/vips', ['tiffsave', `${source}[page=0]`, target, '--tile', '--pyramid', '--compression', 'jpeg']],
+  magick: (source, target) => ['/usr/bin/convert', [`${source}[0]`, '-define', 'tiff:tile-geometry=256x256', '-compress', 'jpeg', '-quality', '85', `ptif:${target}`]],
+};
+
+/**
+ * Debian's ImageMagick policy caps its pixel cache far below a 12000×9000 image at 16 bits per
+ * sample ("cache resources exhausted"); a policy found first on MAGICK_CONFIGURE_PATH raises
+ * the caps for the bench's own conversions only.
+ */
+const MAGICK_POLICY = `<policymap>
+  <policy domain="resource" name="memory" value="4GiB"/>
+  <policy domain="resource" name="map" value="8GiB"/>
+  <policy domain="resource" name="disk" value="16GiB"/>
+  <policy domain="resource" name="area" value="1GP"/>
+  <policy domain="resource" name="width" value="64KP"/>
+  <policy domain="resource" name="height" value="64KP"/>
+</policymap>
+`;
 
 /** Large smooth colour fields, computed small and enlarged (cheap), seeded per image. */
 function shapes(seed: number, width: number, height: number): Buffer {
@@ -72,15 +110,7 @@ export async function ensureColdImage(folder: string, log: (line: string) => voi
 }
 
 /** Encodes to `path` through a temporary name, so an interrupted run leaves no half image. */
-async function writeAtomically(path: string, image: sharp.Sharp): Promise<void> {
-  const tmp = `${path}.partial`;
-  try {
-    await image.toFile(tmp);
-    await rename(tmp, path);
-  } finally {
-    await rm(tmp, { force: true });
-  }
-}
+const writeAtomically = (path: string, image: sharp.Sharp): Promise<void> => writeOnce(path, (tmp) => image.toFile(tmp));
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -107,5 +137,28 @@ export async function ensureBenchImages(folder: string, log: (line: string) => v
     log(`making ${name} (${BENCH_WIDTH}×${BENCH_HEIGHT})`);
     await writeAtomically(path, encode(await texture(seed)));
   }
+  const magickConfig = join(folder, '.magick');
+  await mkdir(magickConfig, { recursive: true });
+  await writeFile(join(magickConfig, 'policy.xml'), MAGICK_POLICY);
+  const env = { ...process.env, MAGICK_CONFIGURE_PATH: magickConfig };
+  for (const [kind, names] of Object.entries(FOREIGN_PYRAMIDS) as Array<[keyof typeof FOREIGN_PYRAMIDS, string[]]>) {
+    for (const [i, name] of names.entries()) {
+      const path = join(folder, name);
+      if (await exists(path)) continue;
+      log(`making ${name} (${kind})`);
+      await writeOnce(path, (tmp) => run(...FOREIGN_COMMANDS[kind](join(folder, PYRAMIDS[i]!), tmp), { env }));
+    }
+  }
   return folder;
+}
+
+/** Writes `path` through a temporary file, so an interrupted run leaves nothing half-made behind. */
+async function writeOnce(path: string, write: (tmp: string) => Promise<unknown>): Promise<void> {
+  const tmp = `${path}.partial`;
+  try {
+    await write(tmp);
+    await rename(tmp, path);
+  } finally {
+    await rm(tmp, { force: true });
+  }
 }

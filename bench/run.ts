@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { Request } from 'autocannon';
 import autocannon from './load-generator.js';
 import { projectRoot } from '../src/paths.js';
-import { BENCH_HEIGHT, BENCH_WIDTH, ensureBenchImages, PLAIN_JPEGS, PYRAMIDS } from './images.js';
+import { BENCH_HEIGHT, BENCH_WIDTH, ensureBenchImages, FOREIGN_PYRAMIDS, PLAIN_JPEGS, PYRAMIDS } from './images.js';
 import { cpuSeconds, startServer, watchPeakRss, type RunningServer } from './server-process.js';
 import { shuffled, tilePaths } from './workloads.js';
 
@@ -69,10 +69,15 @@ export interface Dialect {
 export const OURS_V3: Dialect = { prefix: '/iiif/3', syntax: 3, plainImages: PLAIN_JPEGS };
 
 export function workloads(dialect: Dialect = OURS_V3): Workload[] {
-  const tiles = (name: string) => tilePaths(image, 256, dialect.syntax).map((path) => `${dialect.prefix}/${name}/${path}`);
+  const tiles = (name: string, tileSize = 256) => tilePaths(image, tileSize, dialect.syntax).map((path) => `${dialect.prefix}/${name}/${path}`);
+  const cold = (names: string[], tileSize?: number) => shuffled(names.flatMap((name) => tiles(name, tileSize)));
+  const w6 = cold(FOREIGN_PYRAMIDS.vipsRgb);
+  const w7 = cold(FOREIGN_PYRAMIDS.magick);
+  const w8 = cold(FOREIGN_PYRAMIDS.vipsDefault);
+  const w9 = cold(FOREIGN_PYRAMIDS.vipsRgb, 300);
   const url = (name: string, rest: string) => `${dialect.prefix}/${name}/${rest}`;
-  const w1 = shuffled(PYRAMIDS.flatMap(tiles));
-  const w2 = shuffled(dialect.plainImages.flatMap(tiles));
+  const w1 = shuffled(PYRAMIDS.flatMap((name) => tiles(name)));
+  const w2 = shuffled(dialect.plainImages.flatMap((name) => tiles(name)));
   const hot = tiles(PYRAMIDS[0]!).slice(-40); // the low-resolution levels every viewer opens with
   return [
     { name: 'W1', description: `deep-zoom tiles, ${w1.length} distinct URLs over ${PYRAMIDS.length} pyramidal TIFFs, each once`, paths: w1, stop: { amount: w1.length }, connections: [8, 32, 64] },
@@ -87,6 +92,11 @@ export function workloads(dialect: Dialect = OURS_V3): Workload[] {
       env: { IIIF_RESULT_CACHE_BYTES: '0' },
     },
     { name: 'W5', description: `hot tiles: ${hot.length} tiles requested over and over`, paths: hot, stop: { seconds: 10 }, connections: [8, 32], prebuilt: true },
+    // Pyramids this project did not make (see FOREIGN_PYRAMIDS), cold: each tile once.
+    { name: 'W6', description: `deep-zoom tiles, ${w6.length} URLs over 3 pyramids by Debian's vips 8.14 (256-px RGB JPEG tiles, no Adobe marker), each once`, paths: w6, stop: { amount: w6.length }, connections: [8, 32] },
+    { name: 'W7', description: `deep-zoom tiles, ${w7.length} URLs over 3 pyramids by ImageMagick's ptif: writer (256-px RGB JPEG tiles), each once`, paths: w7, stop: { amount: w7.length }, connections: [8, 32] },
+    { name: 'W8', description: `deep-zoom tiles, ${w8.length} URLs over 3 pyramids by Debian's vips 8.14 defaults (128-px YCbCr tiles: each 256-px tile spans four), each once`, paths: w8, stop: { amount: w8.length }, connections: [8, 32] },
+    { name: 'W9', description: `300-px viewer tiles, ${w9.length} URLs over the pyramids of W6 (256-px stored tiles: regions across tiles, decoded unless they start on a JPEG block), each once`, paths: w9, stop: { amount: w9.length }, connections: [8, 32] },
   ];
 }
 

@@ -6,9 +6,14 @@ export interface CachedResult {
   /** Stored level the bytes came from, and how they were made; kept for the debug headers. */
   level: number;
   /**
+<<<<<<< HEAD
    * passthrough: stored JPEG bytes as they are; cut: a stored JPEG tile cut without decoding;
    * tile: one stored tile decoded; tiles: the stored tiles under the region, read by range and
    * joined; sharp: the whole file through libvips; jp2: a JPEG 2000 region decoded by OpenJPEG.
+=======
+   * passthrough: stored JPEG bytes as they are; cut: stored JPEG tiles cut (or joined) without
+   * decoding; tile: stored tiles decoded; sharp: the file through libvips.
+>>>>>>> foreign-tiles
    */
   method: 'passthrough' | 'cut' | 'tile' | 'tiles' | 'sharp' | 'jp2';
 }

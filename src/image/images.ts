@@ -19,9 +19,10 @@ import type { SharedPyramids } from './pyramid/shared.js';
 import type { Pyramids } from './pyramid/store.js';
 import { joinStoredTiles } from './render/from-tiles.js';
 import { render, renderFrom } from './render/render.js';
-import { cropJpegCorner } from './tiles/jpeg-crop.js';
-import { isPlainJpeg, locateTile, sendableAsStored } from './tiles/locate.js';
-import { readStoredTile } from './tiles/tile-reader.js';
+import { cutJpegTiles } from './tiles/jpeg-crop.js';
+import { jpegColour } from './tiles/jpeg-tile.js';
+import { locateTiles, sendableAsStored } from './tiles/locate.js';
+import { readJpegTiles } from './tiles/stored-jpegs.js';
 import { decoding, vanished } from './vanished.js';
 
 export interface ResolvedImage {
@@ -141,9 +142,10 @@ export class Images {
   }
 
   /**
-   * The bytes, cheapest way first: a stored tile as it is, or cut without decoding; one stored
-   * tile decoded; the stored tiles under the region, read by range and joined (a remote
-   * file); the whole file through libvips. The first two are a read and some bit shuffling on
+   * The bytes, cheapest way first: a stored tile as it is; cut from the stored tiles without
+   * decoding; the stored tiles the region touches decoded (one tile, or one JPEG cut from
+   * several); the stored tiles under a larger region of a remote file, read by range and
+   * joined; the whole file through libvips. The first two are a read and some bit shuffling on
    * this thread, so they skip the render lanes. Bytes are fetched before a lane is taken: a
    * download must not hold a render slot.
    */
@@ -154,19 +156,23 @@ export class Images {
     const { level, region } = read;
     const { reader } = image.input;
     if (image.metadata.jp2) return this.decodeJp2(image, plan, read);
-    const spot = locateTile(plan, read, level.tiles);
-    if (spot) {
-      const stored = await readStoredTile(reader, spot.page, spot.index);
-      if (spot.corner && sendableAsStored(plan)) {
-        if (spot.exact) return { data: stored, level: level.page, method: 'passthrough' };
-        const cut = cropJpegCorner(stored, spot.crop.width, spot.crop.height);
-        if (cut) return { data: cut, level: level.page, method: 'cut' };
+    const spot = locateTiles(plan, read, level.tiles);
+    const tiles = spot && (await readJpegTiles(reader, spot));
+    if (spot && tiles) {
+      const asStored = sendableAsStored(plan);
+      if (asStored && spot.exact) return { data: tiles[0]!, level: level.page, method: 'passthrough' };
+      const cut = tiles.length > 1 || (asStored && spot.corner) ? cutJpegTiles(tiles, spot.across, spot.crop) : undefined;
+      if (cut && asStored && !cut.x && !cut.y && plan.width === spot.crop.width && plan.height === spot.crop.height) {
+        return { data: cut.jpeg, level: level.page, method: 'cut' };
       }
-      return this.decode(plan, 'tile', () => renderFrom(sharp(stored), spot.crop, plan, level.page, this.config.encoding));
+      const encoding = this.config.encoding;
+      // A cut is the region from its top-left MCU on: cropped further only when it starts inside one.
+      if (cut) return this.decode(plan, 'tile', () => renderFrom(sharp(cut.jpeg), cut.x || cut.y ? { ...spot.crop, x: cut.x, y: cut.y } : undefined, plan, level.page, encoding));
+      if (tiles.length === 1) return this.decode(plan, 'tile', () => renderFrom(sharp(tiles[0]), spot.crop, plan, level.page, encoding));
     }
-    if (!image.input.onDisk && level.tiles && isPlainJpeg(level.tiles)) {
+    if (!image.input.onDisk && level.tiles && jpegColour(level.tiles)) {
       const joined = await joinStoredTiles(reader, level.tiles, region);
-      return this.decode(plan, 'tiles', () => renderFrom(joined.image, joined.crop, plan, level.page, this.config.encoding));
+      if (joined) return this.decode(plan, 'tiles', () => renderFrom(joined.image, joined.crop, plan, level.page, this.config.encoding));
     }
     const whole = await image.input.whole();
     return this.decode(plan, 'sharp', () =>

@@ -25,6 +25,20 @@ describe('benchmark workloads', () => {
 
 describe('npm run bench', () => {
   it('refuses an unknown workload before starting anything', async () => {
-    await expect(runBenchmarks(['W9'])).rejects.toThrow('unknown workload W9; choose from W1, W2, W3, W4, W5');
+    await expect(runBenchmarks(['W99'])).rejects.toThrow('unknown workload W99; choose from W1, W2, W3, W4, W5, W6, W7, W8, W9');
+  });
+});
+
+describe('workloads on pyramids this project did not make', () => {
+  it('W6–W9 ask for each tile of the foreign pyramids once', () => {
+    const all = workloads();
+    for (const name of ['W6', 'W7', 'W8', 'W9']) {
+      const workload = all.find((w) => w.name === name)!;
+      expect(new Set(workload.paths).size, name).toBe(workload.paths.length);
+      expect(workload.stop).toEqual({ amount: workload.paths.length });
+      expect(workload.paths.every((path) => /^\/iiif\/3\/(vips814-(rgb|default)|magick)-[abc]\.tif\//.test(path)), name).toBe(true);
+    }
+    // W9: a 300-px viewer's tiles.
+    expect(all.find((w) => w.name === 'W9')!.paths).toContain('/iiif/3/vips814-rgb-a.tif/300,300,300,300/300,300/0/default.jpg');
   });
 });

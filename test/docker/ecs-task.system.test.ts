@@ -84,9 +84,12 @@ describe('the image run as the ECS task definition runs it', () => {
 
     // Bytes on the task's cache volume, below the folders the environment names, owned by the server's user.
     const cache = task.volumeFolders.cache!;
-    const sources = await readdir(join(cache, 'sources'));
+    // The source cache holds blocks and whole objects in a folder per key and version.
+    const sources = await readdir(join(cache, 'sources'), { recursive: true });
     const pyramids = await readdir(join(cache, 'pyramids'));
-    expect(sources.filter((f) => f.endsWith('.data'))).toHaveLength(1);
+    const whole = sources.filter((f) => /(^|\/)whole-\d+$/.test(f));
+    expect(whole).toHaveLength(1);
+    expect((await stat(join(cache, 'sources', whole[0]!))).uid).toBe(1000);
     expect(pyramids.filter((f) => f.endsWith('.data'))).toHaveLength(1);
     const pyramid = await stat(join(cache, 'pyramids', pyramids.find((f) => f.endsWith('.data'))!));
     expect(pyramid.size).toBeGreaterThan(10_000);
@@ -94,17 +97,16 @@ describe('the image run as the ECS task definition runs it', () => {
 
     expect(await metric('iiif_source_cache_degraded')).toBe(0);
     expect(await metric('iiif_pyramid_cache_degraded')).toBe(0);
-    expect(await metric('iiif_source_cache_entries')).toBe(1);
+    expect(await metric('iiif_source_cache_entries')).toBeGreaterThanOrEqual(1);
     expect(await metric('iiif_source_cache_bytes')).toBeGreaterThan(0);
     expect(await metric('iiif_pyramid_builds_total{result="built"}')).toBe(1);
     expect(await metric('iiif_pyramid_cache_entries')).toBe(1);
 
-    // Another tile: served from the cached file and the stored pyramid, with no second S3 GET.
-    const hitsBefore = await metric('iiif_source_cache_hits_total');
+    // Another tile: served from the stored pyramid, with no second S3 GET and no second build.
+    const getsBefore = store.gets('flat.jpg');
     expect((await fetch(`${task.url}/iiif/3/flat.jpg/1024,1024,1024,1024/256,256/0/default.jpg`)).status).toBe(200);
-    expect(await metric('iiif_source_cache_hits_total')).toBeGreaterThan(hitsBefore);
     expect(await metric('iiif_pyramid_builds_total{result="built"}')).toBe(1);
-    expect(store.gets('flat.jpg')).toBe(1);
+    expect(store.gets('flat.jpg')).toBe(getsBefore);
   }, SLOW_MS);
 
   it('keeps /metrics off the public port, has a read-only root and a writable /tmp', async () => {

@@ -48,7 +48,8 @@ describe('stored-tile pass-through', () => {
     ['a rotation', '/iiif/3/gradient.tif/0,0,256,256/256,256/90/default.jpg', 'tile'],
     ['a mirror', '/iiif/3/gradient.tif/0,0,256,256/256,256/!0/default.jpg', 'tile'],
     ['a smaller output from inside one stored tile', '/iiif/3/gradient.tif/0,0,512,512/200,200/0/default.jpg', 'tile'],
-    ['a region across stored tiles', '/iiif/3/gradient.tif/100,0,256,256/256,256/0/default.jpg', 'sharp'],
+    ['a region across stored tiles', '/iiif/3/gradient.tif/100,0,256,256/256,256/0/default.jpg', 'tile'],
+    ['a region across more stored tiles than one request decodes alone', '/iiif/3/gradient.tif/0,0,1500,1200/max/0/default.jpg', 'sharp'],
     ['a strip TIFF', '/iiif/3/chart.tif/0,0,256,100/256,100/0/default.jpg', 'sharp'],
   ])('renders %s from %s', async (_name, url, method) => {
     const response = await get(url);
@@ -79,8 +80,8 @@ describe('result cache', () => {
     const url = '/iiif/3/gradient.tif/pct:10,10,20,20/150,/0/default.webp';
     const first = await get(url);
     const second = await get(url);
-    expect(first.headers['x-iiif-render']).toBe('sharp; cache=miss');
-    expect(second.headers['x-iiif-render']).toBe('sharp; cache=hit');
+    expect(first.headers['x-iiif-render']).toBe('tile; cache=miss');
+    expect(second.headers['x-iiif-render']).toBe('tile; cache=hit');
     expect(second.rawPayload.equals(first.rawPayload)).toBe(true);
   });
 
@@ -88,8 +89,8 @@ describe('result cache', () => {
     const url = '/iiif/3/gradient.tif/full/!400,400/33/default.png';
     const responses = await Promise.all(Array.from({ length: 10 }, () => get(url)));
     const outcomes = responses.map((r) => r.headers['x-iiif-render']);
-    expect(outcomes.filter((o) => o === 'sharp; cache=miss')).toHaveLength(1);
-    expect(outcomes.filter((o) => o === 'sharp; cache=shared')).toHaveLength(9);
+    expect(outcomes.filter((o) => o === 'tile; cache=miss')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'tile; cache=shared')).toHaveLength(9);
     const metrics = (await get('/metrics')).body;
     expect(metrics).toMatch(/iiif_result_cache_lookups_total\{result="shared"\} 9/);
     expect(metrics).toMatch(/^iiif_result_cache_bytes [1-9]\d*$/m);

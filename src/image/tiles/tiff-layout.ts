@@ -1,4 +1,4 @@
-import { IiifError } from '../../errors.js';
+import { IiifError, ServerError } from '../../errors.js';
 import type { RangeReader } from '../../source/range-reader.js';
 
 /** Where one page's tiles lie in a tiled TIFF, as far as stored-tile pass-through needs it. */
@@ -12,18 +12,17 @@ export interface TiffPage {
   /** 6 = YCbCr, 1 = grey (min-is-black), 2 = RGB. */
   photometric: number;
   samplesPerPixel: number;
+  /** Every sample's bit depth is this one; 0 when they differ. */
   bitsPerSample: number;
+  /** 1 = unsigned integers (the default); 2 signed, 3 floating point. */
+  sampleFormat: number;
+  /** How many samples beyond the colour ones (alpha, masks) each pixel has. */
+  extraSamples: number;
   planarConfig: number;
   tileOffsets: number[];
   tileByteCounts: number[];
   /** Quantisation and Huffman tables shared by every tile of the page (an abbreviated JPEG stream). */
   jpegTables: Buffer | undefined;
-  /**
-   * Whether a JPEG decoder reads the tiles' colours right on its own. YCbCr and grey are JPEG's
-   * defaults; RGB tiles (libvips writes them at quality ≥ 90) are only when each carries an
-   * Adobe marker saying "no colour transform".
-   */
-  tilesSelfDescribing: boolean;
   /** TIFF orientation, 1 (rows top to bottom, columns left to right) unless stated. */
   orientation: number;
 }
@@ -37,6 +36,8 @@ const TAG = {
   orientation: 274,
   samplesPerPixel: 277,
   planarConfig: 284,
+  extraSamples: 338,
+  sampleFormat: 339,
   tileWidth: 322,
   tileHeight: 323,
   tileOffsets: 324,
@@ -45,10 +46,14 @@ const TAG = {
 } as const;
 
 const TYPE_SIZE: Record<number, number> = { 1: 1, 2: 1, 3: 2, 4: 4, 7: 1, 16: 8 };
-// A hostile file cannot make us read much: bounded pages, entries and array lengths.
+const KNOWN_TAGS = new Set<number>(Object.values(TAG));
+// A hostile file cannot make us read much: bounded pages and entries, and one budget of values
+// for the whole FILE, not per page: pages may all point at the same huge arrays, and 63 pages
+// sharing one 4-million-entry array would otherwise be read (and held) 63 times. Four million
+// values cover every file within the input pixel limit, even with 16-pixel tiles.
 const MAX_PAGES = 64;
 const MAX_ENTRIES = 1024;
-const MAX_VALUES = 4_000_000;
+const MAX_FILE_VALUES = 4_000_000;
 
 /**
  * The page structure of a classic (non-Big) TIFF: tile grids, tile offsets and JPEG tables,
@@ -173,8 +178,17 @@ async function understood<T>(parse: () => Promise<T | undefined>): Promise<T | u
   }
 }
 
+/** The file declares more tag values than any image within the input limits needs. */
+class OverBudget extends ServerError {
+  constructor() {
+    super('TIFF_OVER_BUDGET', 'the file declares more tag values than any image within the limits needs');
+  }
+}
+
 class Reader {
   littleEndian = true;
+  /** Tag values (array entries, bytes of JPEG tables) still allowed to be read from this file. */
+  private valuesLeft = MAX_FILE_VALUES;
 
   constructor(private readonly file: RangeReader) {}
 
@@ -206,9 +220,11 @@ class Reader {
       const tag = this.u16(table, entry);
       const type = this.u16(table, entry + 2);
       const n = this.u32(table, entry + 4);
-      if (!Object.values(TAG).includes(tag as never)) continue;
+      if (!KNOWN_TAGS.has(tag)) continue;
       const width = TYPE_SIZE[type];
-      if (!width || n > MAX_VALUES) continue;
+      if (!width) continue;
+      if (n > this.valuesLeft) throw new OverBudget();
+      this.valuesLeft -= n;
       const inline = width * n <= 4;
       const data = inline ? table.subarray(entry + 8, entry + 12) : await this.bytes(this.u32(table, entry + 8), width * n);
       if (tag === TAG.jpegTables) {
@@ -233,7 +249,6 @@ class Reader {
       return { page: undefined, next };
     }
     if (tileOffsets.some((start, i) => start + tileByteCounts[i]! > this.size)) return { page: undefined, next };
-    const photometric = one(TAG.photometric, -1)!;
     return {
       page: {
         width,
@@ -241,27 +256,19 @@ class Reader {
         tileWidth,
         tileHeight,
         compression: one(TAG.compression, 1)!,
-        photometric,
+        photometric: one(TAG.photometric, -1)!,
         samplesPerPixel: one(TAG.samplesPerPixel, 1)!,
-        bitsPerSample: one(TAG.bitsPerSample, 1)!,
+        bitsPerSample: same(values.get(TAG.bitsPerSample) ?? [1]),
+        sampleFormat: same(values.get(TAG.sampleFormat) ?? [1]),
+        extraSamples: values.get(TAG.extraSamples)?.length ?? 0,
         planarConfig,
         tileOffsets,
         tileByteCounts,
         jpegTables,
-        tilesSelfDescribing: photometric !== 2 || (await this.startsWithAdobeNoTransform(tileOffsets[0]!, tileByteCounts[0]!)),
         orientation: one(TAG.orientation, 1)!,
       },
       next,
     };
-  }
-
-  /** SOI, then APP14 "Adobe" with transform flag 0 (RGB stored as RGB). */
-  private async startsWithAdobeNoTransform(offset: number, length: number): Promise<boolean> {
-    if (length < 18) return false;
-    const head = await this.bytes(offset, 18);
-    return (
-      head.readUInt16BE(0) === 0xffd8 && head.readUInt16BE(2) === 0xffee && head.toString('latin1', 6, 11) === 'Adobe' && head[17] === 0
-    );
   }
 
   private numbers(data: Buffer, type: number, n: number): number[] {
@@ -275,3 +282,6 @@ class Reader {
     return out;
   }
 }
+
+/** The value every sample shares (one per sample, or one for all), or 0 when they differ. */
+const same = (values: number[]): number => (values.every((value) => value === values[0]) ? values[0]! : 0);

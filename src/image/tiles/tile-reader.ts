@@ -3,18 +3,14 @@ import { OutsideImage, type RangeReader } from '../../source/range-reader.js';
 import type { TiffPage } from './tiff-layout.js';
 
 /**
- * One stored JPEG tile as a complete JPEG stream: its bytes, read by range, joined with the
- * page's shared tables.
+ * One stored tile's bytes as they lie in the file, read by range (jpeg-tile.ts makes a JPEG
+ * tile a standalone JPEG). Tags that point past the end of the file are a damaged image: 422.
  */
 export async function readStoredTile(reader: RangeReader, page: TiffPage, index: number): Promise<Buffer> {
-  let tile: Buffer;
   try {
-    tile = await reader.read(page.tileOffsets[index]!, page.tileByteCounts[index]!);
+    return await reader.read(page.tileOffsets[index]!, page.tileByteCounts[index]!);
   } catch (error) {
     if (error instanceof OutsideImage) throw undecodableSource('the stored image is truncated: a tile is missing bytes');
     throw error;
   }
-  if (!page.jpegTables) return tile;
-  // Tables: SOI … EOI; tile: SOI … EOI. Drop the tables' EOI and the tile's SOI.
-  return Buffer.concat([page.jpegTables.subarray(0, -2), tile.subarray(2)]);
 }
