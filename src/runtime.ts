@@ -52,6 +52,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   const source = options.source ?? (await openSource(config, metrics, log));
   const pyramids = config.pyramids.thresholdPixels > 0 ? await Pyramids.open(config.pyramids, metrics, log) : undefined;
   const shared = pyramids && source instanceof S3Source ? sharedPyramids(config, metrics, log, source, pyramids) : undefined;
+  if (config.derivatives && !pyramids) log.warn({}, 'IIIF_DERIVATIVE_PREFIX is set but IIIF_PYRAMID_THRESHOLD_PIXELS is 0: no pyramids are made, so none are shared');
   const images = new Images(source, config, metrics, pyramids, shared);
   const service = new IiifService(images, { cacheMaxAge: config.cacheMaxAge, infoDocuments: config.metadataCacheEntries });
   return { config, metrics, log, source, pyramids, shared, images, service, close: () => images.close() };
