@@ -4,9 +4,12 @@ import { IiifService } from './iiif/service.js';
 import { Images } from './image/images.js';
 import { jp2UnavailableReason } from './image/jp2/decoder.js';
 import { Pyramids } from './image/pyramid/store.js';
+import { SharedPyramids } from './image/pyramid/shared.js';
 import { configureSharp } from './image/render/sharp-setup.js';
 import { Metrics } from './metrics.js';
+import { openDerivatives } from './derivatives/open.js';
 import { openSource } from './source/open.js';
+import { S3Source } from './source/s3.js';
 import type { ImageSource } from './source/source.js';
 
 /** Everything a process serves images with, made once from the configuration. */
@@ -18,6 +21,8 @@ export interface Runtime {
   source: ImageSource;
   /** Where pyramids made on first touch are kept; undefined when IIIF_PYRAMID_THRESHOLD_PIXELS is 0. */
   pyramids: Pyramids | undefined;
+  /** The fleet's derivative store in front of `pyramids`, when IIIF_DERIVATIVE_PREFIX is set (S3 source). */
+  shared: SharedPyramids | undefined;
   images: Images;
   service: IiifService;
   /** Releases what the runtime holds open (files kept for tile reads) and lets the source finish its cache writes. */
@@ -46,7 +51,25 @@ export async function createRuntime(config: Config, options: RuntimeOptions = {}
   const metrics = new Metrics();
   const source = options.source ?? (await openSource(config, metrics, log));
   const pyramids = config.pyramids.thresholdPixels > 0 ? await Pyramids.open(config.pyramids, metrics, log) : undefined;
-  const images = new Images(source, config, metrics, pyramids);
+  const shared = pyramids && source instanceof S3Source ? sharedPyramids(config, metrics, log, source, pyramids) : undefined;
+  if (config.derivatives && !pyramids) log.warn({}, 'IIIF_DERIVATIVE_PREFIX is set but IIIF_PYRAMID_THRESHOLD_PIXELS is 0: no pyramids are made, so none are shared');
+  const images = new Images(source, config, metrics, pyramids, shared);
   const service = new IiifService(images, { cacheMaxAge: config.cacheMaxAge, infoDocuments: config.metadataCacheEntries });
-  return { config, metrics, log, source, pyramids, images, service, close: () => images.close() };
+  return { config, metrics, log, source, pyramids, shared, images, service, close: () => images.close() };
+}
+
+/** Pyramids shared through the fleet's derivative store, when IIIF_DERIVATIVE_PREFIX is set; over the source's S3 client and block cache. */
+function sharedPyramids(config: Config, metrics: Metrics, log: Log, source: S3Source, local: Pyramids): SharedPyramids | undefined {
+  const derivatives = openDerivatives(config, metrics, { client: source.requests.client });
+  if (!derivatives) return undefined;
+  const prefix = config.s3!.prefix;
+  return new SharedPyramids({
+    fleet: derivatives.fleet,
+    store: derivatives.store,
+    local,
+    sourceKey: (identifier) => prefix + identifier,
+    open: (derivative) => source.fileOf({ bucket: derivative.bucket, key: derivative.pyramidKey, etag: derivative.pyramidEtag, size: derivative.pyramidSize }),
+    metrics,
+    log,
+  });
 }

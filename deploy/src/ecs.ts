@@ -124,6 +124,42 @@ export function taskDefinition(refs: References, sizing: TaskSizing) {
   };
 }
 
+/** What the one-off derivatives task adds: where derivatives go, and a role that may write there (deploy/README.md). */
+export interface DerivativeReferences {
+  prefix: string;
+  taskRoleArn: string;
+}
+
+export const DERIVATIVE_PLACEHOLDERS: DerivativeReferences = {
+  prefix: '${DERIVATIVE_PREFIX}',
+  taskRoleArn: '${DERIVATIVE_TASK_ROLE_ARN}',
+};
+
+/**
+ * A one-off task (`aws ecs run-task`) that publishes the fleet's derivatives of the image
+ * prefix ahead of traffic: `iiif-elastic pyramid s3://bucket/prefix --to-derivatives`. The
+ * service's container (image, volumes, limits, environment) with the derivative prefix set, a
+ * role that may write under it, and no ports, health check or metrics labels: it serves nothing.
+ */
+export function derivativesTaskDefinition(refs: References, derivatives: DerivativeReferences, sizing: TaskSizing) {
+  const server = taskDefinition(refs, sizing);
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- left out: the task serves nothing
+  const { portMappings, healthCheck, dockerLabels, ...container } = server.containerDefinitions[0]!;
+  return {
+    ...server,
+    family: `${settings.name}-derivatives`,
+    taskRoleArn: derivatives.taskRoleArn,
+    containerDefinitions: [
+      {
+        ...container,
+        name: `${settings.container.name}-derivatives`,
+        command: ['node', 'dist/src/cli.js', 'pyramid', `s3://${refs.bucket}/${refs.bucketPrefix}`, '--to-derivatives'],
+        environment: [...container.environment, { name: 'IIIF_DERIVATIVE_PREFIX', value: derivatives.prefix }],
+      },
+    ],
+  };
+}
+
 /**
  * The service without a task count: the stack leaves the count to service auto scaling (a
  * stack update must not reset it); `create-service` starts at the minimum.

@@ -1,6 +1,6 @@
 /**
  * `npm run deploy:render`: deploy/capacity.json + the typed settings → the ECS task and service
- * definitions and the CloudFormation template. Any input that cannot work ends the process
+ * definitions, the one-off derivatives task and the CloudFormation template. Any input that cannot work ends the process
  * with exit code 1 and one line on stderr.
  *
  *   npm run deploy:render [-- --capacity FILE --out DIR]
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { projectRoot } from '../../src/paths.js';
 import { readCapacity } from './capacity.js';
-import { PLACEHOLDERS, serviceCliInput, taskDefinition } from './ecs.js';
+import { DERIVATIVE_PLACEHOLDERS, derivativesTaskDefinition, PLACEHOLDERS, serviceCliInput, taskDefinition } from './ecs.js';
 import { deriveSizing } from './sizing.js';
 import { synthesizeTemplate } from './stack.js';
 
@@ -18,6 +18,7 @@ import { synthesizeTemplate } from './stack.js';
 export const ARTIFACTS = {
   taskDefinition: 'ecs/task-definition.json',
   service: 'ecs/service.json',
+  derivativesTask: 'ecs/derivatives-task-definition.json',
   template: 'cloudformation/iiif-elastic.template.json',
 } as const;
 
@@ -32,6 +33,7 @@ export async function render(capacityPath: string, outDir: string): Promise<stri
   const contents: Record<keyof typeof ARTIFACTS, string> = {
     taskDefinition: json(taskDefinition(PLACEHOLDERS, sizing)),
     service: json(serviceCliInput(PLACEHOLDERS)),
+    derivativesTask: json(derivativesTaskDefinition(PLACEHOLDERS, DERIVATIVE_PLACEHOLDERS, sizing)),
     template: json(await synthesizeTemplate(sizing, capacity)),
   };
   const written: string[] = [];

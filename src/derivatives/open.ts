@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
+import { S3Requests } from '../source/s3-requests.js';
 import { Bucket } from './bucket.js';
 import { FleetConversions } from './fleet.js';
 import { Leases } from './lease.js';
@@ -12,7 +13,7 @@ export interface Derivatives {
   store: DerivativeStore;
   leases: Leases;
   fleet: FleetConversions;
-  /** Destroy it when the process stops. */
+  /** Destroy it when the process stops (unless it is the source's, given in DerivativeOptions). */
   client: S3Client;
 }
 
@@ -21,6 +22,8 @@ export interface DerivativeOptions {
   owner?: string;
   /** See LeaseOptions.settleMs; only stores that ignore conditional writes wait it. */
   settleMs?: number;
+  /** The S3 client to use (the source's, so a process has one); one is made otherwise. */
+  client?: S3Client;
 }
 
 // Longer than any read-then-write of a lease takes on a healthy store (two small requests).
@@ -33,18 +36,9 @@ const MAX_POLL_MS = 1000;
 export function openDerivatives(config: Config, metrics: Metrics, options: DerivativeOptions = {}): Derivatives | undefined {
   const { s3, derivatives } = config;
   if (!s3 || !derivatives) return undefined;
-  // Built as the source's client is (src/source/s3.ts), so the two can become one.
-  const client = new S3Client({
-    ...(s3.region ? { region: s3.region } : {}),
-    ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
-    forcePathStyle: s3.forcePathStyle,
-    // Retries are Bucket's, for idempotent requests only: a lease create must never be sent twice.
-    maxAttempts: 1,
-    requestHandler: { connectionTimeout: s3.timeoutMs, socketTimeout: s3.timeoutMs },
-    // A streamed upload goes as a plain body with Content-MD5 (set by Bucket.put), not aws-chunked
-    // with a trailing checksum, which some S3-compatible stores (s3rver) keep inside the object.
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-  });
+  // The source's kind of client: one attempt a send (retries are Bucket's, for idempotent
+  // requests only: a lease create must never be sent twice), uploads without aws-chunked framing.
+  const client = options.client ?? S3Requests.client(s3);
   const bucket = new Bucket(client, derivatives.bucket, s3.deadlineMs);
   const sources = derivatives.bucket === s3.bucket ? bucket : new Bucket(client, s3.bucket, s3.deadlineMs);
   const store = new DerivativeStore(bucket, derivatives.prefix, sources);

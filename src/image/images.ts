@@ -15,6 +15,7 @@ import { decodeJp2 } from './jp2/decoder.js';
 import { Jp2Files } from './jp2/source.js';
 import type { ImageMetadata } from './metadata/types.js';
 import { Preparation } from './prepare.js';
+import type { SharedPyramids } from './pyramid/shared.js';
 import type { Pyramids } from './pyramid/store.js';
 import { joinStoredTiles } from './render/from-tiles.js';
 import { render, renderFrom, type RenderDeadline } from './render/render.js';
@@ -36,6 +37,8 @@ export interface ResolvedImage {
 export interface ImagePlan extends RenderPlan {
   /** The stored level that fits and the region on it, chosen once here. */
   read: LevelRead;
+  /** The metadata `read` was chosen on: plans are remembered per source version, and what it reads may change (below). */
+  readOf: ImageMetadata;
   lane: Lane;
   /** Source version + canonical request: the result-cache key, built once per plan. */
   resultKey: string;
@@ -64,6 +67,8 @@ export class Images {
     private readonly config: Config,
     private readonly metrics: Metrics,
     pyramids?: Pyramids,
+    /** The fleet's derivative store in front of `pyramids` (IIIF_DERIVATIVE_PREFIX). */
+    shared?: SharedPyramids,
   ) {
     this.results = new ResultCache(config.resultCacheBytes, config.resultCacheMaxItemBytes, metrics);
     this.pyramidFiles = new LocalFiles(config.openTileFiles);
@@ -83,7 +88,7 @@ export class Images {
       maxInputPixels: config.maxInputPixels,
       maxJpegScans: config.maxJpegScans,
       maxEntries: config.metadataCacheEntries,
-      pyramids: pyramids && { store: pyramids, schedule },
+      pyramids: pyramids && { store: pyramids, schedule, shared },
       files: this.pyramidFiles,
     });
   }
@@ -120,6 +125,7 @@ export class Images {
     return {
       ...plan,
       read,
+      readOf: image.metadata,
       lane: laneFor(renderCost(plan, read, image.metadata.jp2 ? 'openjpeg' : 'libvips'), plan.format, this.config),
       resultKey: requestKey(image.source.identifier, image.source.version, plan.canonical),
     };
@@ -138,12 +144,15 @@ export class Images {
    * download must not hold a render slot.
    */
   private async produce(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
-    const { level, region } = plan.read;
+    // A plan made while this version was read from elsewhere (the source while the fleet
+    // converted it, another copy of its pyramid) must not read that file's levels from this one.
+    const read = plan.readOf === image.metadata ? plan.read : await levelRead(image.metadata, plan);
+    const { level, region } = read;
     const { reader } = image.input;
-    if (image.metadata.jp2) return this.decodeJp2(image, plan);
+    if (image.metadata.jp2) return this.decodeJp2(image, plan, read);
     const { encoding } = this.config;
     const deadline = this.deadline(plan);
-    const spot = locateTiles(plan, plan.read, level.tiles);
+    const spot = locateTiles(plan, read, level.tiles);
     const tiles = spot && (await readJpegTiles(reader, spot));
     if (spot && tiles) {
       const asStored = sendableAsStored(plan);
@@ -165,7 +174,7 @@ export class Images {
     }
     const whole = await image.input.whole();
     return this.decode(plan, 'sharp', () =>
-      decoding(whole, (input) => render(input, image.metadata.autoOrient, plan.read, plan, this.config.maxInputPixels, encoding, deadline)),
+      decoding(whole, (input) => render(input, image.metadata.autoOrient, read, plan, this.config.maxInputPixels, encoding, deadline)),
     );
   }
 
@@ -173,8 +182,8 @@ export class Images {
    * JPEG 2000: OpenJPEG decodes only the region, at the resolution level the plan chose
    * (reduce), on the libuv pool; sharp then sizes, turns and encodes it like any other render.
    */
-  private async decodeJp2(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
-    const { level, region } = plan.read;
+  private async decodeJp2(image: ResolvedImage, plan: ImagePlan, read: LevelRead): Promise<CachedResult> {
+    const { level, region } = read;
     const file = await this.jp2Files.bytes(image.input, image.source.identifier, image.source.version);
     return this.decode(plan, 'jp2', async () => {
       const raster = await decodeJp2(file, {

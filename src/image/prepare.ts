@@ -9,6 +9,7 @@ import { jp2Available } from './jp2/decoder.js';
 import { isJpeg2000, JPEG2000_SIGNATURE_BYTES, readJp2Metadata } from './jp2/source.js';
 import { probe } from './metadata/probe.js';
 import type { ImageMetadata } from './metadata/types.js';
+import type { SharedPyramids } from './pyramid/shared.js';
 import type { BuiltPyramid, Pyramids } from './pyramid/store.js';
 
 /** What renders read for a source version: its own file, or the pyramid made from it. */
@@ -16,6 +17,8 @@ export interface Prepared {
   /** The source's file, or its pyramid's when one was built. */
   input: ImageFile;
   metadata: ImageMetadata;
+  /** The source read while another container converts its pyramid: not remembered, the next request asks again. */
+  interim?: boolean;
 }
 
 /** Statuses that the same source version will always get again. */
@@ -31,7 +34,7 @@ export interface PreparationOptions {
   /** How many source versions to remember. */
   maxEntries: number;
   /** Where pyramids made on first touch go, and how their conversions are scheduled; none: read every source as it is. */
-  pyramids: { store: Pyramids; schedule: Schedule } | undefined;
+  pyramids: { store: Pyramids; schedule: Schedule; shared?: SharedPyramids | undefined } | undefined;
   /** Reads the pyramid files (kept open between tile reads). */
   files: LocalFiles;
 }
@@ -46,7 +49,7 @@ export class Preparation {
   private readonly memo: Memo<Prepared | { refused: IiifError }>;
 
   constructor(private readonly options: PreparationOptions) {
-    this.memo = new Memo({ max: options.maxEntries });
+    this.memo = new Memo({ max: options.maxEntries, keep: (outcome) => !('interim' in outcome && outcome.interim) });
   }
 
   /**
@@ -75,6 +78,7 @@ export class Preparation {
   async purge(identifier: string): Promise<void> {
     this.forget(identifier);
     await this.options.pyramids?.store.forget(identifier);
+    await this.options.pyramids?.shared?.purge(identifier);
   }
 
   private async prepare(source: SourceRef): Promise<Prepared> {
@@ -87,11 +91,13 @@ export class Preparation {
       return { input: file, metadata: await readJp2Metadata(file.reader, maxInputPixels) };
     }
     if (!pyramids) return { input: file, metadata: await probe(file, maxInputPixels, maxJpegScans) };
-    const { store, schedule } = pyramids;
+    const { store, schedule, shared } = pyramids;
     const metadata = await probe(file, maxInputPixels, maxJpegScans);
     if (!store.wants(metadata)) return { input: file, metadata };
     try {
-      return await this.fromPyramid(source, await store.pyramidFor(source, schedule));
+      if (!shared) return await this.fromPyramid(source, await store.pyramidFor(source, schedule));
+      const pyramid = await shared.pyramidFor(source, metadata, schedule);
+      return pyramid ? await this.fromPyramid(source, pyramid) : { input: file, metadata, interim: true };
     } catch (error) {
       // No room to store a pyramid: serve from the source itself, slower but correct.
       if (error instanceof CacheUnavailableError) return { input: file, metadata };
@@ -99,8 +105,9 @@ export class Preparation {
     }
   }
 
-  private async fromPyramid(source: SourceRef, pyramid: BuiltPyramid): Promise<Prepared> {
-    const input = this.options.files.file(pyramid.path, pyramid.size, source.version);
+  /** A pyramid on local disk, or one read by range from the fleet's store. */
+  private async fromPyramid(source: SourceRef, pyramid: BuiltPyramid | ImageFile): Promise<Prepared> {
+    const input = 'reader' in pyramid ? pyramid : this.options.files.file(pyramid.path, pyramid.size, source.version);
     return { input, metadata: await probe(input, this.options.maxInputPixels) };
   }
 }

@@ -8,7 +8,7 @@ export interface RemoteObject extends CachedObject {
 }
 
 /** Fetches bytes [start, end) of exactly this version from the store (one request, retried within its deadline). */
-export type FetchRange = (object: RemoteObject, start: number, end: number) => Promise<Buffer>;
+export type FetchRange<O extends RemoteObject = RemoteObject> = (object: O, start: number, end: number) => Promise<Buffer>;
 
 export interface BlockReadsOptions {
   /** The unit of fetching and caching. */
@@ -31,27 +31,28 @@ interface Waiting {
  * of a block already on its way share it (single flight per block), and the missing blocks of
  * all reads made in the same turn of the event loop are fetched together, adjacent ones in one
  * request (a viewer's tiles of a row are adjacent bytes), up to `maxFetchBytes` a request.
+ * Each fetch gets the object as the reader was made with (`O`: where the store keeps it).
  */
-export class BlockReads {
+export class BlockReads<O extends RemoteObject = RemoteObject> {
   private readonly loading = new Map<string, Promise<Buffer>>();
-  private readonly queued = new Map<string, { object: RemoteObject; blocks: Map<number, Waiting> }>();
+  private readonly queued = new Map<string, { object: O; blocks: Map<number, Waiting> }>();
   private flushing = false;
   private readonly recent: LRUCache<string, Buffer>;
 
   constructor(
     private readonly cache: BlockCache<unknown>,
-    private readonly fetch: FetchRange,
+    private readonly fetch: FetchRange<O>,
     private readonly options: BlockReadsOptions,
   ) {
     this.recent = new LRUCache({ maxSize: Math.max(1, options.memoryBytes), sizeCalculation: (block) => Math.max(1, block.length) });
   }
 
-  reader(object: RemoteObject): RangeReader {
+  reader(object: O): RangeReader {
     return { size: object.size, read: (offset, length) => this.read(object, offset, length) };
   }
 
   /** Keeps a block fetched another way (the first block comes with the object's version). */
-  keep(object: RemoteObject, index: number, data: Buffer): void {
+  keep(object: O, index: number, data: Buffer): void {
     this.recent.set(blockKey(object, index), data);
     this.cache.keepBlock(object, index, data);
   }
@@ -62,14 +63,14 @@ export class BlockReads {
   }
 
   /** Whether every block of the object is at hand (memory or disk), so it can be read whole without a fetch. */
-  hasAll(object: RemoteObject): boolean {
+  hasAll(object: O): boolean {
     for (let index = 0; index * this.options.blockBytes < object.size; index++) {
       if (!this.recent.has(blockKey(object, index)) && !this.cache.hasBlock(object, index)) return false;
     }
     return true;
   }
 
-  async read(object: RemoteObject, offset: number, length: number): Promise<Buffer> {
+  async read(object: O, offset: number, length: number): Promise<Buffer> {
     checkRange(object.size, offset, length);
     if (length === 0) return Buffer.alloc(0);
     const size = this.options.blockBytes;
@@ -81,7 +82,7 @@ export class BlockReads {
     return joined.subarray(start, start + length);
   }
 
-  private block(object: RemoteObject, index: number): Promise<Buffer> {
+  private block(object: O, index: number): Promise<Buffer> {
     const key = blockKey(object, index);
     const known = this.recent.get(key);
     if (known) {
@@ -102,7 +103,7 @@ export class BlockReads {
   }
 
   /** From disk when stored intact, else from the store (then kept in memory at once and on disk in the background). */
-  private async load(object: RemoteObject, index: number, key: string): Promise<Buffer> {
+  private async load(object: O, index: number, key: string): Promise<Buffer> {
     let data = this.cache.hasBlock(object, index) ? await this.cache.readBlock(object, index) : undefined;
     if (!data) {
       data = await this.enqueue(object, index);
@@ -112,7 +113,7 @@ export class BlockReads {
     return data;
   }
 
-  private enqueue(object: RemoteObject, index: number): Promise<Buffer> {
+  private enqueue(object: O, index: number): Promise<Buffer> {
     let batch = this.queued.get(object.folder);
     if (!batch) this.queued.set(object.folder, (batch = { object, blocks: new Map() }));
     let waiting = batch.blocks.get(index);

@@ -19,6 +19,12 @@ export interface ObjectVersion {
   lastModified: Date;
 }
 
+/** Where an object is: the source's bucket unless named (derivatives may live in another). */
+export interface S3Location {
+  bucket?: string;
+  key: string;
+}
+
 /** What a GET was for; labels iiif_source_gets_total. */
 type GetKind = 'first' | 'range' | 'whole';
 
@@ -56,7 +62,7 @@ export class S3Requests {
     this.fetchSeconds = metrics.histogram('iiif_source_fetch_seconds', 'Time per S3 request for a source object, body included.');
   }
 
-  /** One S3 client per process: our own retries, and timeouts per connection and per wait for bytes. */
+  /** One S3 client per process (the derivative store's too): our own retries, and timeouts per connection and per wait for bytes. */
   static client(config: S3Config): S3Client {
     return new S3Client({
       ...(config.region ? { region: config.region } : {}),
@@ -65,6 +71,10 @@ export class S3Requests {
       // Retries are ours (below), so attempts, backoff and the deadline are counted in one place.
       maxAttempts: 1,
       requestHandler: { connectionTimeout: config.timeoutMs, socketTimeout: config.timeoutMs },
+      // Derivative uploads go as a plain body with Content-MD5 (set by Bucket.put), not aws-chunked
+      // with a trailing checksum, which some S3-compatible stores (s3rver) keep inside the object.
+      // GETs send no checksum either way.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
     });
   }
 
@@ -103,8 +113,8 @@ export class S3Requests {
   }
 
   /** Bytes [start, end) of exactly version `etag`; VersionChanged when S3 holds another now. */
-  range(key: string, etag: string, start: number, end: number, deadline: AbortSignal): Promise<Buffer> {
-    const input = { Key: key, Range: `bytes=${start}-${end - 1}`, IfMatch: quoted(etag) };
+  range(at: S3Location, etag: string, start: number, end: number, deadline: AbortSignal): Promise<Buffer> {
+    const input = { ...where(at), Range: `bytes=${start}-${end - 1}`, IfMatch: quoted(etag) };
     return this.get('range', input, deadline, async (response) => {
       if (unquoted(response.ETag) !== etag) throw new VersionChanged();
       const length = end - start;
@@ -117,8 +127,8 @@ export class S3Requests {
   }
 
   /** The whole of version `etag` (`size` bytes), streamed into the file at `path`. */
-  wholeToFile(key: string, etag: string, size: number, path: string, deadline: AbortSignal): Promise<void> {
-    return this.get('whole', { Key: key, IfMatch: quoted(etag) }, deadline, async (response) => {
+  wholeToFile(at: S3Location, etag: string, size: number, path: string, deadline: AbortSignal): Promise<void> {
+    return this.get('whole', { ...where(at), IfMatch: quoted(etag) }, deadline, async (response) => {
       checkWhole(response, etag, size);
       await pipeline(response.Body as Readable, createWriteStream(path), { signal: deadline }).catch((error: unknown) => {
         throw deadline.aborted ? error : new IncompleteBody('the object body ended early', { cause: error });
@@ -127,8 +137,8 @@ export class S3Requests {
   }
 
   /** The whole of version `etag` (`size` bytes) in memory. */
-  wholeToMemory(key: string, etag: string, size: number, deadline: AbortSignal): Promise<Buffer> {
-    return this.get('whole', { Key: key, IfMatch: quoted(etag) }, deadline, async (response) => {
+  wholeToMemory(at: S3Location, etag: string, size: number, deadline: AbortSignal): Promise<Buffer> {
+    return this.get('whole', { ...where(at), IfMatch: quoted(etag) }, deadline, async (response) => {
       checkWhole(response, etag, size);
       return readBody(response.Body as Readable, size);
     });
@@ -169,7 +179,7 @@ export class S3Requests {
   /** One GET, timed and counted, handing the response to `consume` (which reads the body). */
   private async get<T>(
     kind: GetKind,
-    input: Omit<GetObjectCommandInput, 'Bucket'>,
+    input: Omit<GetObjectCommandInput, 'Bucket'> & { Bucket?: string },
     deadline: AbortSignal,
     consume: (response: GetObjectCommandOutput) => Promise<T>,
   ): Promise<T> {
@@ -192,6 +202,8 @@ export class S3Requests {
     }
   }
 }
+
+const where = (at: S3Location): { Bucket?: string; Key: string } => (at.bucket === undefined ? { Key: at.key } : { Bucket: at.bucket, Key: at.key });
 
 const quoted = (etag: string): string => `"${etag}"`;
 

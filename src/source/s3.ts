@@ -10,10 +10,11 @@ import type { Config, S3Config } from '../config.js';
 import { Memo } from '../cache/memo.js';
 import { ConfigError, IiifError, notFound, overloaded, sourceUnavailable } from '../errors.js';
 import type { Metrics } from '../metrics.js';
+import { InputVanished } from '../image/vanished.js';
 import { BlockReads, type RemoteObject } from './block-reads.js';
 import { checkIdentifier, isServable, printable } from './identifier.js';
 import { classify, NotModified } from './s3-failures.js';
-import { S3Requests } from './s3-requests.js';
+import { S3Requests, type S3Location } from './s3-requests.js';
 import type { ImageFile, ImageSource, SourceRef } from './source.js';
 import { TokenBucket } from './token-bucket.js';
 
@@ -24,6 +25,22 @@ interface S3Record {
   /** When S3 last confirmed this version (ms since epoch). */
   checkedAt: number;
 }
+
+/** One version of an object read by range, and where S3 keeps it. */
+interface S3Object extends RemoteObject {
+  at: S3Location;
+}
+
+/** An object of the store that is not a source (a derivative pyramid): exactly this version. */
+export interface StoredObject {
+  bucket: string;
+  key: string;
+  etag: string;
+  size: number;
+}
+
+// Block-cache keys of stored objects start with NUL, which no identifier may hold (checkIdentifier).
+const STORED_OBJECT = '\u0000stored:';
 
 /** The largest request made of adjacent missing blocks: about as long to transfer as a request takes to start. */
 const MAX_FETCH_BYTES = 2 * 1024 * 1024;
@@ -50,7 +67,7 @@ const MEMORY_BYTES = 32 * 1024 * 1024;
 export class S3Source implements ImageSource {
   private readonly flights = new SingleFlight<SourceRef>();
   private readonly wholes = new SingleFlight<string | Buffer>();
-  private readonly blocks: BlockReads;
+  private readonly blocks: BlockReads<S3Object>;
   private readonly missing: LRUCache<string, IiifError> | undefined;
   /** Fetches of keys with no known version: a probe of made-up identifiers is one GET each. */
   private readonly misses: TokenBucket;
@@ -62,10 +79,13 @@ export class S3Source implements ImageSource {
 
   private constructor(
     private readonly config: S3Config,
-    private readonly requests: S3Requests,
+    /** Also the derivative store's (one S3 client per process). */
+    readonly requests: S3Requests,
     private readonly cache: BlockCache<S3Record>,
     metrics: Metrics,
     private readonly log: Log,
+    /** The derivative store's key prefix when it shares the source bucket: those objects are no images to list. */
+    private readonly derivativeKeys: string | undefined,
   ) {
     if (config.negativeTtlSeconds > 0) {
       this.missing = new LRUCache({ max: config.negativeCacheEntries, ttl: config.negativeTtlSeconds * 1000 });
@@ -88,7 +108,8 @@ export class S3Source implements ImageSource {
     if (!s3) throw new ConfigError(['IIIF_SOURCE=s3 needs the S3 settings']);
     const requests = new S3Requests(s3, S3Requests.client(s3), metrics, log);
     const [cache] = await Promise.all([BlockCache.open<S3Record>({ ...config.cache, metrics, log }), requests.warmUp()]);
-    return new S3Source(s3, requests, cache, metrics, log);
+    const derivatives = config.derivatives?.bucket === s3.bucket ? config.derivatives.prefix : undefined;
+    return new S3Source(s3, requests, cache, metrics, log, derivatives);
   }
 
   async resolve(identifier: string): Promise<SourceRef> {
@@ -119,6 +140,15 @@ export class S3Source implements ImageSource {
     return this.cache.settle();
   }
 
+  /**
+   * Another object of the store (a derivative pyramid made from a source), read by range
+   * through the same block cache and pinned to its ETag, exactly as a source is.
+   */
+  fileOf(stored: StoredObject): ImageFile {
+    const object = this.cache.object(`${STORED_OBJECT}${stored.bucket}/${stored.key}`, stored.etag);
+    return this.fileFor({ ...object, size: stored.size, at: { bucket: stored.bucket, key: stored.key } });
+  }
+
   /** Reused for IIIF_S3_LIST_TTL_SECONDS; concurrent callers share one listing. */
   list(limit: number): Promise<string[]> {
     return this.listings.get(String(limit), () => this.listAll(limit));
@@ -144,6 +174,7 @@ export class S3Source implements ImageSource {
           throw this.requests.failure(error, 'listing the bucket');
         });
       for (const object of page.Contents ?? []) {
+        if (this.derivativeKeys && object.Key?.startsWith(this.derivativeKeys)) continue;
         const identifier = object.Key?.slice(this.config.prefix.length);
         if (identifier && isServable(identifier) && identifiers.length < limit) identifiers.push(identifier);
       }
@@ -157,10 +188,11 @@ export class S3Source implements ImageSource {
   }
 
   private refFor(identifier: string, { version, record }: ObjectRecord<S3Record>): SourceRef {
-    return { identifier, version, lastModified: new Date(record.lastModified), file: this.fileFor({ ...this.cache.object(identifier, version), size: record.size }) };
+    const object = this.cache.object(identifier, version);
+    return { identifier, version, lastModified: new Date(record.lastModified), file: this.fileFor({ ...object, size: record.size, at: { key: this.key(identifier) } }) };
   }
 
-  private fileFor(object: RemoteObject): ImageFile {
+  private fileFor(object: S3Object): ImageFile {
     return {
       reader: this.blocks.reader(object),
       whole: () => this.wholes.run(object.folder, () => this.whole(object)),
@@ -202,7 +234,7 @@ export class S3Source implements ImageSource {
       const current = { version: version.etag, record: { size: version.size, lastModified: version.lastModified.toISOString(), checkedAt: Date.now() } };
       const object = this.cache.object(identifier, current.version);
       this.cache.setRecord(object, current.record);
-      if (bytes.length > 0) this.blocks.keep({ ...object, size: version.size }, 0, bytes);
+      if (bytes.length > 0) this.blocks.keep({ ...object, size: version.size, at: { key: this.key(identifier) } }, 0, bytes);
       return this.refFor(identifier, current);
     } catch (error) {
       if (!(error instanceof NotModified) || !known) throw error;
@@ -213,10 +245,10 @@ export class S3Source implements ImageSource {
   }
 
   /** Bytes of one version for the block reads; a version S3 no longer holds fails the request and is resolved again. */
-  private async fetchRange(object: RemoteObject, start: number, end: number): Promise<Buffer> {
+  private async fetchRange(object: S3Object, start: number, end: number): Promise<Buffer> {
     const deadline = AbortSignal.timeout(this.config.deadlineMs);
     try {
-      return await this.requests.withRetries(deadline, () => this.requests.range(this.key(object.key), object.version, start, end, deadline));
+      return await this.requests.withRetries(deadline, () => this.requests.range(object.at, object.version, start, end, deadline));
     } catch (error) {
       throw await this.readFailure(error, object, deadline);
     }
@@ -227,7 +259,7 @@ export class S3Source implements ImageSource {
    * (a small object is its first block), or one GET into the cache — or into memory, bounded,
    * when the cache folder cannot take it.
    */
-  private async whole(object: RemoteObject): Promise<string | Buffer> {
+  private async whole(object: S3Object): Promise<string | Buffer> {
     const cached = await this.cache.wholePath(object, object.size);
     if (cached) return cached;
     const deadline = AbortSignal.timeout(this.config.deadlineMs);
@@ -245,10 +277,9 @@ export class S3Source implements ImageSource {
     }
   }
 
-  private async wholeOnce(object: RemoteObject, deadline: AbortSignal): Promise<string | Buffer> {
-    const key = this.key(object.key);
+  private async wholeOnce(object: S3Object, deadline: AbortSignal): Promise<string | Buffer> {
     try {
-      return await this.cache.putWhole(object, object.size, (temp) => this.requests.wholeToFile(key, object.version, object.size, temp, deadline));
+      return await this.cache.putWhole(object, object.size, (temp) => this.requests.wholeToFile(object.at, object.version, object.size, temp, deadline));
     } catch (error) {
       if (!(error instanceof CacheUnavailableError)) throw error;
     }
@@ -256,16 +287,20 @@ export class S3Source implements ImageSource {
     if (object.size > this.config.memoryFallbackMaxBytes) {
       throw sourceUnavailable(`the image is too large to serve while the disk cache is unavailable (${object.size} bytes)`, this.config.retryAfterSeconds);
     }
-    return this.requests.wholeToMemory(key, object.version, object.size, deadline);
+    return this.requests.wholeToMemory(object.at, object.version, object.size, deadline);
   }
 
   /** The client's error for a failed read; when the object changed, its key is resolved again in the background. */
-  private async readFailure(error: unknown, object: RemoteObject, deadline: AbortSignal): Promise<IiifError> {
-    if (classify(error).result === 'changed' && this.cache.record(object.key)?.version === object.version) {
+  private async readFailure(error: unknown, object: S3Object, deadline: AbortSignal): Promise<Error> {
+    const { result } = classify(error);
+    const stored = object.at.bucket !== undefined;
+    // A stored object (a derivative) replaced or deleted under us: whoever chose it chooses again.
+    if (stored && (result === 'changed' || result === 'not_found')) return new InputVanished({ cause: error });
+    if (result === 'changed' && this.cache.record(object.key)?.version === object.version) {
       await this.cache.forgetRecord(object.key);
       void this.resolve(object.key).catch(() => undefined);
     }
-    return this.requests.failure(error, `reading "${printable(object.key)}"`, deadline);
+    return this.requests.failure(error, `reading "${printable(stored ? object.at.key : object.key)}"`, deadline);
   }
 
   private key(identifier: string): string {

@@ -2,9 +2,12 @@ import { copyFile, mkdir, mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keysUnder, PREFIX } from '../derivatives/fleet-parts.js';
 import { makeFixtures, quadrants } from '../fixtures.js';
-import { cli } from './run-cli.js';
+import { BUCKET, S3Store } from '../source/s3-store.js';
+import { cli, cliWith } from './run-cli.js';
 
 let images: string;
 let fixtures: string;
@@ -61,5 +64,56 @@ describe('iiif-elastic pyramid', () => {
     expect(result.code).toBe(code);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
     expect(result.stderr.trim()).toMatch(message);
+  });
+});
+
+describe('iiif-elastic pyramid --to-derivatives', () => {
+  let store: S3Store;
+  beforeAll(async () => {
+    store = await S3Store.start();
+    const pyramidal = join(await mkdtemp(join(tmpdir(), 'pyramidal-')), 'tiled.tif');
+    await sharp(join(images, 'big.jpg')).tiff({ tile: true, pyramid: true, compression: 'jpeg' }).toFile(pyramidal);
+    await store.put('pre/big.jpg', await readFile(join(images, 'big.jpg')));
+    await store.put('pre/tiled.tif', await readFile(pyramidal));
+    await store.put('pre/small.png', await readFile(join(images, 'small.png')));
+  }, 60_000);
+  afterAll(() => store.close());
+
+  const run = () =>
+    cliWith(
+      { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' },
+      'pyramid',
+      `s3://${BUCKET}/pre/`,
+      '--to-derivatives',
+      '--s3-endpoint',
+      store.endpoint,
+      '--s3-region',
+      'us-east-1',
+      '--derivative-prefix',
+      PREFIX,
+      '--pyramid-threshold-pixels',
+      '1000000',
+    );
+
+  it('publishes the derivatives of the flat sources that want one, then skips them', async () => {
+    const first = await run();
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toBe('3 images: 1 derivatives built, 0 already in the store, 2 not needed, 0 still being built elsewhere, 0 failed\n');
+    expect((await keysUnder(store, PREFIX)).map((key) => key.replace(/\/[0-9a-f]{32}\//, '/…/'))).toEqual([
+      `${PREFIX}pre/big.jpg/…/complete`,
+      `${PREFIX}pre/big.jpg/…/info.json`,
+      `${PREFIX}pre/big.jpg/…/pyramid.tif`,
+    ]);
+    const from = store.requests.length;
+    const second = await run();
+    expect(second.stdout).toBe('3 images: 0 derivatives built, 1 already in the store, 2 not needed, 0 still being built elsewhere, 0 failed\n');
+    // The flat source with a derivative is neither downloaded nor read again past its first block.
+    expect(store.requests.slice(from).filter((r) => r.key === 'pre/big.jpg' && r.method === 'GET' && r.range !== 'bytes=0-65535')).toEqual([]);
+  }, 120_000);
+
+  it('needs the derivative prefix', async () => {
+    const result = await cliWith({}, 'pyramid', `s3://${BUCKET}/pre/`, '--to-derivatives', '--s3-endpoint', store.endpoint, '--s3-region', 'us-east-1');
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim()).toMatch(/--to-derivatives needs an s3:\/\/ source and IIIF_DERIVATIVE_PREFIX/);
   });
 });

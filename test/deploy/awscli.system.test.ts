@@ -80,6 +80,10 @@ describe('AWS CLI parameter validation, offline', () => {
     expectValid(await awsEcs('register-task-definition', join(out, ARTIFACTS.taskDefinition)));
   }, SLOW_TOOL_MS);
 
+  it('accepts the one-off derivatives task definition (register-task-definition)', async () => {
+    expectValid(await awsEcs('register-task-definition', join(out, ARTIFACTS.derivativesTask)));
+  }, SLOW_TOOL_MS);
+
   it('accepts the service definition (create-service)', async () => {
     expectValid(await awsEcs('create-service', join(out, ARTIFACTS.service)));
   }, SLOW_TOOL_MS);

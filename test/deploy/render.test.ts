@@ -26,6 +26,7 @@ const sizing = deriveSizing(capacity);
 const timings = stopTimings();
 let task: Json & { containerDefinitions: Json[] };
 let service: Json;
+let derivativesTask: Json & { containerDefinitions: Json[] };
 let templateJson: Json & { Resources: Record<string, Resource>; Parameters: Record<string, Json>; Mappings: Record<string, Record<string, Json>> };
 let template: Template;
 
@@ -35,7 +36,12 @@ beforeAll(async () => {
   const out = await mkdtemp(join(tmpdir(), 'iiif-render-'));
   await render(await capacityFile(capacity), out);
   const read = async (relative: string) => JSON.parse(await readFile(join(out, relative), 'utf8'));
-  [task, service, templateJson] = await Promise.all([read(ARTIFACTS.taskDefinition), read(ARTIFACTS.service), read(ARTIFACTS.template)]);
+  [task, service, templateJson, derivativesTask] = await Promise.all([
+    read(ARTIFACTS.taskDefinition),
+    read(ARTIFACTS.service),
+    read(ARTIFACTS.template),
+    read(ARTIFACTS.derivativesTask),
+  ]);
   // CDK's own assertion library over the rendered file, not over a second synthesis.
   template = Template.fromJSON(templateJson);
 }, 10 * 60_000);
@@ -64,6 +70,35 @@ function keyPaths(value: unknown, prefix = ''): Set<string> {
   }
   return paths;
 }
+
+describe('one-off derivatives task definition', () => {
+  const one = () => derivativesTask.containerDefinitions[0]! as Json & { command: string[]; environment: Array<{ name: string; value: string }> };
+
+  it('runs the pyramid command into the derivative store over the image prefix, with its own role', () => {
+    expect(derivativesTask.family).toBe('iiif-elastic-derivatives');
+    expect(derivativesTask.taskRoleArn).toBe('${DERIVATIVE_TASK_ROLE_ARN}');
+    expect(derivativesTask.executionRoleArn).toBe(task.executionRoleArn);
+    expect(one().command).toEqual(['node', 'dist/src/cli.js', 'pyramid', 's3://${IMAGE_BUCKET}/${IMAGE_PREFIX}', '--to-derivatives']);
+    expect(one().image).toBe('${IMAGE}');
+  });
+
+  it('serves nothing: no ports, health check or metrics labels; the service\'s volumes, limits and read-only root', () => {
+    expect(one()).not.toHaveProperty('portMappings');
+    expect(one()).not.toHaveProperty('healthCheck');
+    expect(one()).not.toHaveProperty('dockerLabels');
+    expect(one().mountPoints).toEqual(container().mountPoints);
+    expect(derivativesTask.volumes).toEqual(task.volumes);
+    expect([derivativesTask.cpu, derivativesTask.memory, one().readonlyRootFilesystem]).toEqual([task.cpu, task.memory, true]);
+  });
+
+  it('gives the command an environment its configuration reader accepts, with the derivative store set', () => {
+    const fill = (value: string) =>
+      value.replace('${IMAGE_BUCKET}', 'images').replace('${IMAGE_PREFIX}', 'scans/').replace('${AWS_REGION}', 'eu-west-1').replace('${DERIVATIVE_PREFIX}', 'derivatives/');
+    const config = loadConfig(Object.fromEntries(one().environment.map(({ name, value }) => [name, fill(value)])));
+    expect(config.derivatives).toMatchObject({ bucket: 'images', prefix: 'derivatives/' });
+    expect(config.pyramids.thresholdPixels).toBeGreaterThan(0);
+  });
+});
 
 describe('ECS task definition', () => {
   it('runs one container per task on dynamic host ports with bridge networking: the public port and the metrics port', () => {
