@@ -63,15 +63,19 @@ describe.each([
   });
 
   it('is not taken while live; an expired one is taken over, and its old holder learns it lost it', async () => {
-    const a = open('container-a', { leaseSeconds: 0.5 }).leases;
     const b = open('container-b', { leaseSeconds: 60 }).leases;
-    const sourceKey = `expiry/${strict}.jpg`;
-    const first = (await a.acquire(sourceKey, 'v1')).lease!;
-    expect(first.record).toMatchObject({ owner: 'container-a', phase: 'converting' });
-    const refused = await b.acquire(sourceKey, 'v1');
+    // Live: a lease far from its expiry, whatever the machine's speed, is refused to others.
+    const live = (await open('container-a', { leaseSeconds: 60 }).leases.acquire(`live/${strict}.jpg`, 'v1')).lease!;
+    expect(live.record).toMatchObject({ owner: 'container-a', phase: 'converting' });
+    const refused = await b.acquire(`live/${strict}.jpg`, 'v1');
     expect(refused.lease).toBeUndefined();
     expect(refused.holder?.owner).toBe('container-a');
+    await live.release();
 
+    // Expired: a short lease, waited out, is taken over.
+    const a = open('container-a', { leaseSeconds: 0.5 }).leases;
+    const sourceKey = `expiry/${strict}.jpg`;
+    const first = (await a.acquire(sourceKey, 'v1')).lease!;
     while ((await b.current(sourceKey, 'v1'))!.expiresAt > Date.now()) await sleep(100);
     const second = (await b.acquire(sourceKey, 'v1')).lease!;
     expect(second.record.owner).toBe('container-b');
