@@ -1,7 +1,7 @@
 /**
  * Crafted files: legal images that are cheap to store and expensive to decode, for the
  * hardening tests and the hostile-load script. Made with Debian's jpegtran
- * (scripts/system/jpeg-tools.sh).
+ * (scripts/system/imaging-tools.sh).
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

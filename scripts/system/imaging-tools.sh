@@ -15,7 +15,7 @@ if present; then
 fi
 echo "installing Debian's libvips-tools, imagemagick, libtiff-tools and libjpeg-turbo-progs for the foreign-pyramid tests"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+apt-get update -qq -o DPkg::Lock::Timeout=300
 apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends libvips-tools imagemagick libtiff-tools libjpeg-turbo-progs >/dev/null
 if ! present; then
   echo "imaging-tools.sh: ${tools[*]} are not all runnable after installing them" >&2

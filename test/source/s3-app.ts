@@ -1,4 +1,8 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { afterEach } from 'vitest';
 import type { Log } from '../../src/cache/disk-cache.js';
 import { loadConfig } from '../../src/config.js';
 import { buildApp } from '../../src/http/app.js';
@@ -44,4 +48,22 @@ export async function s3App(store: S3Store, cacheDir: string, env: Record<string
     return found ? Number(found.slice(line.length + 1)) : 0;
   };
   return { app, source, logs, metric };
+}
+
+/**
+ * Opens apps over a test file's S3 stand-in, each with a cache folder of its own unless one is
+ * given; after every test they are closed and the stand-in's faults cleared.
+ */
+export function s3AppOpener(store: () => S3Store): (env?: Record<string, string>, cacheDir?: string) => Promise<S3App & { cacheDir: string }> {
+  const apps: S3App[] = [];
+  afterEach(async () => {
+    store().fault = undefined;
+    await Promise.all(apps.splice(0).map((a) => a.app.close()));
+  });
+  return async (env = {}, cacheDir) => {
+    const dir = cacheDir ?? (await mkdtemp(join(tmpdir(), 'iiif-cache-')));
+    const app = await s3App(store(), dir, env);
+    apps.push(app);
+    return { ...app, cacheDir: dir };
+  };
 }

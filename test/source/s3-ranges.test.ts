@@ -1,14 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from './s3-store.js';
 import { readTiffLayout } from '../../src/image/tiles/tiff-layout.js';
 import { bufferReader } from '../../src/source/range-reader.js';
 import { near, pixel, pngBomb } from '../fixtures.js';
-import { s3App, type S3App } from './s3-app.js';
+import { s3AppOpener } from './s3-app.js';
 import { BLOCK, blockFiles, colourAt, expectTileOf, H, scan, tileUrl, W } from './s3-scan.js';
 
 let store: S3Store;
@@ -21,18 +20,7 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => store.close());
 
-const apps: S3App[] = [];
-afterEach(async () => {
-  store.fault = undefined;
-  await Promise.all(apps.splice(0).map((a) => a.app.close()));
-});
-
-async function open(env: Record<string, string> = {}, cacheDir?: string): Promise<S3App & { cacheDir: string }> {
-  const dir = cacheDir ?? (await mkdtemp(join(tmpdir(), 'iiif-cache-')));
-  const app = await s3App(store, dir, env);
-  apps.push(app);
-  return { ...app, cacheDir: dir };
-}
+const open = s3AppOpener(() => store);
 
 /** What the proxy forwarded while `work` ran. */
 async function trafficOf<T>(work: () => Promise<T>): Promise<{ result: T; gets: number; rangeGets: number; bytes: number }> {

@@ -3,13 +3,13 @@ import { mkdtemp, readdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { parseImageRequest } from '../../src/iiif/parse.js';
 import { Images } from '../../src/image/images.js';
 import { Metrics } from '../../src/metrics.js';
 import { BLUE, GREEN, near, pixel, quadrants, RED, YELLOW } from '../fixtures.js';
-import { s3App, type S3App } from './s3-app.js';
+import { s3AppOpener, type S3App } from './s3-app.js';
 import { S3Store } from './s3-store.js';
 
 let store: S3Store;
@@ -27,18 +27,7 @@ beforeAll(async () => {
 });
 afterAll(() => store.close());
 
-const apps: S3App[] = [];
-afterEach(async () => {
-  store.fault = undefined;
-  await Promise.all(apps.splice(0).map((a) => a.app.close()));
-});
-
-async function open(env: Record<string, string> = {}, cacheDir?: string): Promise<S3App & { cacheDir: string }> {
-  const dir = cacheDir ?? (await mkdtemp(join(tmpdir(), 'iiif-cache-')));
-  const app = await s3App(store, dir, env);
-  apps.push(app);
-  return { ...app, cacheDir: dir };
-}
+const open = s3AppOpener(() => store);
 
 /** What the cache folder really occupies: allocated blocks of every file in it, at any depth. */
 async function bytesOnDisk(dir: string): Promise<number> {

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { near, pixel, quadrants, YELLOW } from '../../fixtures.js';
 import { keysUnder, PREFIX } from '../../derivatives/fleet-parts.js';
-import { s3App, type S3App } from '../../source/s3-app.js';
+import { s3AppOpener, type S3App } from '../../source/s3-app.js';
 import { S3Store } from '../../source/s3-store.js';
 
 const W = 3000;
@@ -42,15 +42,11 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => store.close());
 
-const apps: S3App[] = [];
-afterEach(async () => {
-  store.fault = undefined;
-  await Promise.all(apps.splice(0).map((a) => a.app.close()));
-});
+const open = s3AppOpener(() => store);
 
 /** One "container": its own cache and pyramid folders, the fleet's derivative store. */
 async function server(env: Record<string, string> = {}): Promise<S3App> {
-  const app = await s3App(store, await mkdtemp(join(tmpdir(), 'iiif-cache-')), {
+  return open({
     IIIF_PYRAMID_DIR: await mkdtemp(join(tmpdir(), 'iiif-pyramids-')),
     IIIF_PYRAMID_THRESHOLD_PIXELS: '1000000',
     IIIF_DERIVATIVE_PREFIX: PREFIX,
@@ -58,8 +54,6 @@ async function server(env: Record<string, string> = {}): Promise<S3App> {
     IIIF_ADMIN_TOKEN: TOKEN,
     ...env,
   });
-  apps.push(app);
-  return app;
 }
 
 /** Mean absolute difference per channel between a served tile and the same region of the source, resized alike. */
