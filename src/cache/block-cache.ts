@@ -87,12 +87,7 @@ export class BlockCache<R> {
   /** Opens (creating when needed) and indexes the folder. Never throws: an unusable folder starts degraded. */
   static async open<R>(options: BlockCacheOptions): Promise<BlockCache<R>> {
     const cache = new BlockCache<R>(options);
-    try {
-      await mkdir(options.dir, { recursive: true });
-      await cache.rebuild();
-    } catch (error) {
-      cache.state.noteFailure(error);
-    }
+    await cache.state.openFolder(() => cache.rebuild());
     cache.publish();
     return cache;
   }

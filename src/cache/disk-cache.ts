@@ -95,12 +95,7 @@ export class DiskCache<M> {
   /** Opens (creating when needed) and indexes the folder. Never throws: an unusable folder starts degraded. */
   static async open<M>(options: DiskCacheOptions): Promise<DiskCache<M>> {
     const cache = new DiskCache<M>(options);
-    try {
-      await mkdir(options.dir, { recursive: true });
-      await cache.rebuild();
-    } catch (error) {
-      cache.state.noteFailure(error);
-    }
+    await cache.state.openFolder(() => cache.rebuild());
     cache.publish();
     return cache;
   }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Counter, Gauge } from 'prom-client';
 import { ServerError } from '../errors.js';
@@ -68,6 +68,19 @@ export class DiskState {
 
   get isDegraded(): boolean {
     return this.degraded;
+  }
+
+  /**
+   * Creates the folder when needed and indexes what it holds. Never throws: an unusable folder
+   * starts the cache degraded.
+   */
+  async openFolder(index: () => Promise<void>): Promise<void> {
+    try {
+      await mkdir(this.dir, { recursive: true });
+      await index();
+    } catch (error) {
+      this.noteFailure(error);
+    }
   }
 
   /** Counts a failed write, enters the degraded state, and returns the error for the caller. */
