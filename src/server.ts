@@ -9,6 +9,7 @@ import { registerAdminRoutes } from './http/admin-routes.js';
 import { buildApp } from './http/app.js';
 import { exitGracefullyOnSignals, Lifecycle } from './http/lifecycle.js';
 import { buildMetricsApp } from './http/metrics-route.js';
+import { serverTimeouts } from './http/timeouts.js';
 import { createRuntime } from './runtime.js';
 
 export interface RunningServer {
@@ -62,7 +63,7 @@ export async function startServer(config: Config, options: { logger?: boolean } 
   const runtime = await createRuntime(config, { log: pino({ level: options.logger === false ? 'silent' : config.logLevel }) });
   const lifecycle = new Lifecycle();
   const app = buildApp(runtime, { lifecycle, logger: options.logger ?? true });
-  const metricsApp = config.metricsPort === undefined ? undefined : buildMetricsApp(runtime.metrics);
+  const metricsApp = config.metricsPort === undefined ? undefined : buildMetricsApp(runtime.metrics, serverTimeouts(config));
   // The operator routes go with /metrics to the private listener, never the public port.
   if (metricsApp && config.adminToken) registerAdminRoutes(metricsApp, runtime.images, config.adminToken);
   const close = async () => {

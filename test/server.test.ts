@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { once } from 'node:events';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -48,6 +48,30 @@ describe('metrics placement', () => {
     expect((await fetch(`${side}/iiif/3/quadrants.png/info.json`)).status).toBe(404);
     expect((await fetch(`${side}/health`)).status).toBe(404);
   });
+
+  it('the metrics listener keeps the socket deadlines: a silent connection and a trickled head are closed', async () => {
+    running = await start({ IIIF_METRICS_PORT: '0', IIIF_HEADERS_TIMEOUT_MS: '1000', IIIF_REQUEST_TIMEOUT_MS: '2000' });
+    const closed = (first: string) => {
+      const socket = connect(running!.metricsPort!, '127.0.0.1');
+      let received = '';
+      socket.on('connect', () => socket.write(first));
+      socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+      socket.on('error', () => undefined);
+      const started = Date.now();
+      // One header byte every 200 ms: without a deadline this would hold the socket for minutes.
+      const trickle = setInterval(() => first && !socket.destroyed && socket.write('x'), 200);
+      return once(socket, 'close').then(() => {
+        clearInterval(trickle);
+        return { received, ms: Date.now() - started };
+      });
+    };
+    const outcomes = await Promise.all([closed(''), closed('GET /metrics HTTP/1.1\r\nX-Slow: ')]);
+    for (const { received, ms } of outcomes) {
+      expect(received).toMatch(/^HTTP\/1\.1 408 /);
+      // Deadline 1 s, checked every second: a wide margin, not a speed.
+      expect(ms).toBeLessThan(10_000);
+    }
+  }, 30_000);
 
   it('serves no /metrics at all with IIIF_METRICS=off', async () => {
     running = await start({ IIIF_METRICS: 'off' });
