@@ -1,5 +1,6 @@
 import { settingNamed, SETTINGS, type Setting, type SettingLookup } from './config/settings.js';
 import { ConfigError, ServerError } from './errors.js';
+import type { ClientMissLimits } from './http/client-misses.js';
 import { isHostName } from './http/host-name.js';
 import type { OutputLimits } from './iiif/request.js';
 
@@ -21,6 +22,8 @@ export interface Config {
    * set; a request naming another host gets the first. undefined: the Host header, validated.
    */
   publicHosts: string[] | undefined;
+  /** Requests for unknown identifiers one client address may make (src/http/client-misses.ts). */
+  clientMisses: ClientMissLimits;
   /** Socket deadlines: the whole request head, the whole request, and an idle keep-alive connection. */
   headersTimeoutMs: number;
   requestTimeoutMs: number;
@@ -168,6 +171,7 @@ export function loadConfig(env: Env = process.env): Config {
     baseUrl: read.optionalUrl('IIIF_BASE_URL'),
     trustProxy: read.boolean('IIIF_TRUST_PROXY'),
     publicHosts: hostList(read.string('IIIF_PUBLIC_HOSTS'), problems),
+    clientMisses: { ratePerSecond: read.integer('IIIF_CLIENT_MISS_RATE'), burst: read.integer('IIIF_CLIENT_MISS_BURST') },
     headersTimeoutMs: read.integer('IIIF_HEADERS_TIMEOUT_MS'),
     requestTimeoutMs: read.integer('IIIF_REQUEST_TIMEOUT_MS'),
     keepAliveTimeoutMs: read.integer('IIIF_KEEP_ALIVE_TIMEOUT_MS'),

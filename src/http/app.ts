@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { RouteKind } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
 import { registerAdminRoutes } from './admin-routes.js';
+import { ClientMisses } from './client-misses.js';
 import { registerErrorHandling, sendError } from './error-handler.js';
 import { registerIiifRoutes } from './iiif-routes.js';
 import { registerMetricsRoute } from './metrics-route.js';
@@ -34,7 +35,9 @@ export function buildApp(runtime: Runtime, { logger = true, lifecycle = new Life
   const app = Fastify({
     logger: logger ? { level: config.logLevel } : false,
     logController: new LogController({ disableRequestLogging: !config.accessLog }),
-    trustProxy: config.trustProxy,
+    // One hop: the load balancer's own entries (the last X-Forwarded-For address, the last
+    // X-Forwarded-Proto) count; anything earlier in those headers was written by the client.
+    trustProxy: config.trustProxy ? (_address: string, hop: number) => hop === 0 : false,
     // Every route has explicit GET and HEAD handlers; HEAD must not render pixels.
     exposeHeadRoutes: false,
     ...serverTimeouts(config),
@@ -77,7 +80,7 @@ export function buildApp(runtime: Runtime, { logger = true, lifecycle = new Life
   // With IIIF_METRICS_PORT the scrape endpoint lives on its own listener (src/server.ts) only.
   if (config.metrics && config.metricsPort === undefined) registerMetricsRoute(app, metrics);
   app.addHook('onClose', async () => runtime.close());
-  registerIiifRoutes(app, runtime.service, config);
+  registerIiifRoutes(app, runtime.service, config, new ClientMisses(config.clientMisses));
   // With IIIF_METRICS_PORT the operator routes live on that private listener (src/server.ts) only.
   if (config.adminToken && config.metricsPort === undefined) registerAdminRoutes(app, runtime.images, config.adminToken);
   registerViewer(app, runtime.source, runtime.images, config);

@@ -1,13 +1,15 @@
 import type { FastifyInstance } from 'fastify';
+import { IiifError } from '../errors.js';
 import { parseIiifPath } from '../iiif/path.js';
 import type { ApiVersion } from '../iiif/request.js';
 import type { IiifService } from '../iiif/service.js';
+import type { ClientMisses } from './client-misses.js';
 import { publicRoot, type PublicUrlSettings } from './public-url.js';
 
 const VERSIONS: ApiVersion[] = [3, 2];
 
 /** GET and HEAD for /iiif/3/… (Image API 3.0) and /iiif/2/… (2.1), plus CORS preflight. */
-export function registerIiifRoutes(app: FastifyInstance, service: IiifService, publicUrls: PublicUrlSettings): void {
+export function registerIiifRoutes(app: FastifyInstance, service: IiifService, publicUrls: PublicUrlSettings, misses: ClientMisses): void {
   for (const version of VERSIONS) {
     const prefix = `/iiif/${version}/`;
     app.route({
@@ -16,13 +18,19 @@ export function registerIiifRoutes(app: FastifyInstance, service: IiifService, p
       handler: async (request, reply) => {
         const target = parseIiifPath(request.url.split('?')[0]!.slice(prefix.length));
         if (target.kind !== 'base') request.routeKind = target.kind;
-        const { status, headers, body } = await service.answer(target, {
-          version,
-          head: request.method === 'HEAD',
-          headers: request.headers,
-          root: () => publicRoot(request, publicUrls),
-        });
-        return reply.code(status).headers(headers).send(body);
+        misses.check(request.ip);
+        const answer = await service
+          .answer(target, {
+            version,
+            head: request.method === 'HEAD',
+            headers: request.headers,
+            root: () => publicRoot(request, publicUrls),
+          })
+          .catch((error: unknown) => {
+            if (error instanceof IiifError && error.statusCode === 404) misses.record(request.ip);
+            throw error;
+          });
+        return reply.code(answer.status).headers(answer.headers).send(answer.body);
       },
     });
     app.options(`${prefix}*`, (_request, reply) =>

@@ -17,12 +17,17 @@ export class TokenBucket {
 
   /** Takes a token when one is left; false when the bucket is empty. */
   take(): boolean {
+    if (!this.hasToken()) return false;
+    this.tokens--;
+    return true;
+  }
+
+  /** Whether a token is left, without taking it. */
+  hasToken(): boolean {
     const now = this.now();
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.ratePerSecond);
     this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens--;
-    return true;
+    return this.tokens >= 1;
   }
 
   /** Whole seconds until the next token (at least 1): a Retry-After. */

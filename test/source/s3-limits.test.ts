@@ -55,6 +55,31 @@ describe('S3 source under hostile load', () => {
     expect((await readdir(s3.cacheDir)).filter((name) => name.startsWith('.tmp-'))).toEqual([]);
   });
 
+  it('one client probing made-up identifiers gets 429 past its share, before S3 is asked; another client still reaches a new image', async () => {
+    const s3 = await open({ IIIF_TRUST_PROXY: 'true', IIIF_CLIENT_MISS_RATE: '1', IIIF_CLIENT_MISS_BURST: '5', IIIF_S3_MISS_RATE: '1', IIIF_S3_MISS_BURST: '10' });
+    const before = store.gets();
+    const started = performance.now();
+    const responses = [];
+    for (let i = 0; i < 50; i++) {
+      // The load balancer appends the prober's address; what the prober wrote before it varies and must not matter.
+      responses.push(await s3.app.inject({ url: `/iiif/3/probe-${i}.jpg/info.json`, headers: { 'x-forwarded-for': `10.0.0.${i}, 203.0.113.7` } }));
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const notFound = responses.filter((r) => r.statusCode === 404).length;
+    expect(notFound).toBeGreaterThanOrEqual(5);
+    expect(notFound).toBeLessThanOrEqual(5 + Math.ceil(seconds) + 1);
+    // Only the 404s reached S3; the refusals cost it nothing.
+    expect(store.gets() - before).toBe(notFound);
+    for (const refused of responses.filter((r) => r.statusCode !== 404)) {
+      expect(refused.statusCode).toBe(429);
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    }
+    // The budget of first fetches shared by all clients (10) is not used up by the prober.
+    const other = await s3.app.inject({ url: '/iiif/3/chart.png/info.json', headers: { 'x-forwarded-for': '198.51.100.9' } });
+    expect(other.statusCode).toBe(200);
+    expect(await s3.metric('iiif_source_miss_rejections_total')).toBe(0);
+  });
+
   it('a remembered 404 and a cached image cost no token', async () => {
     const s3 = await open({ IIIF_S3_MISS_RATE: '1', IIIF_S3_MISS_BURST: '2' });
     expect((await s3.app.inject('/iiif/3/chart.png/info.json')).statusCode).toBe(200);
