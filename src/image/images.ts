@@ -19,7 +19,8 @@ import type { SharedPyramids } from './pyramid/shared.js';
 import type { Pyramids } from './pyramid/store.js';
 import { joinStoredTiles } from './render/from-tiles.js';
 import { render, renderFrom, type RenderDeadline } from './render/render.js';
-import { cutJpegTiles } from './tiles/jpeg-crop.js';
+import { cutJpegTiles, mcuSize } from './tiles/jpeg-crop.js';
+import { nativeJpegAvailable, renderJpegTiles } from './tiles/jpeg-render.js';
 import { jpegColour } from './tiles/jpeg-tile.js';
 import { locateTiles, sendableAsStored } from './tiles/locate.js';
 import { readJpegTiles } from './tiles/stored-jpegs.js';
@@ -44,6 +45,12 @@ export interface ImagePlan extends RenderPlan {
   resultKey: string;
 }
 
+/** Whether a rectangle of JPEG tiles starts on their MCU grid. */
+function onBlockGrid(tile: Buffer, { x, y }: { x: number; y: number }): boolean {
+  const mcu = mcuSize(tile);
+  return mcu !== undefined && x % mcu.width === 0 && y % mcu.height === 0;
+}
+
 export type RenderOutcome = CachedResult & { cache: 'hit' | 'miss' | 'shared' };
 
 /**
@@ -61,6 +68,8 @@ export class Images {
   private readonly retryAfter: Record<Lane, number>;
   /** JPEG 2000 files in memory for the decoder. */
   private readonly jp2Files: Jp2Files;
+  /** Whether stored JPEG tiles are rendered by the native libjpeg-turbo addon (when built and not turned off). */
+  private readonly nativeJpeg: boolean;
 
   constructor(
     private readonly source: ImageSource,
@@ -74,6 +83,7 @@ export class Images {
     this.pyramidFiles = new LocalFiles(config.openTileFiles);
     this.retryAfter = { cheap: config.renderRetryAfterSeconds, expensive: config.largeRenderRetryAfterSeconds };
     this.jp2Files = new Jp2Files(config.jp2MemoryBytes);
+    this.nativeJpeg = config.nativeJpeg && nativeJpegAvailable();
     this.admission = new Admission(
       {
         cheap: { concurrency: config.renderConcurrency, queue: config.renderQueue, retryAfterSeconds: config.renderRetryAfterSeconds },
@@ -157,9 +167,17 @@ export class Images {
     if (spot && tiles) {
       const asStored = sendableAsStored(plan);
       if (asStored && spot.exact) return { data: tiles[0]!, level: level.page, method: 'passthrough' };
-      const cut = tiles.length > 1 || (asStored && spot.corner) ? cutJpegTiles(tiles, spot.across, spot.crop) : undefined;
-      if (cut && asStored && !cut.x && !cut.y && plan.width === spot.crop.width && plan.height === spot.crop.height) {
-        return { data: cut.jpeg, level: level.page, method: 'cut' };
+      const atStoredSize = plan.width === spot.crop.width && plan.height === spot.crop.height;
+      // The stored pixels at their scale: libjpeg-turbo decodes and encodes them in one native
+      // call, unless the region starts on the tiles' block grid, where a cut is the whole answer
+      // without generation loss.
+      const native = asStored && atStoredSize && this.nativeJpeg;
+      const cuttable = (tiles.length > 1 || (asStored && spot.corner)) && (!native || onBlockGrid(tiles[0]!, spot.crop));
+      const cut = cuttable ? cutJpegTiles(tiles, spot.across, spot.crop) : undefined;
+      if (cut && asStored && !cut.x && !cut.y && atStoredSize) return { data: cut.jpeg, level: level.page, method: 'cut' };
+      if (native) {
+        const maxPixels = Math.floor(this.config.renderMemoryBytes / 4);
+        return this.decode(plan, 'libjpeg', async () => ({ data: await renderJpegTiles(tiles, spot, encoding.jpegQuality, maxPixels), level: level.page }));
       }
       // A cut is the region from its top-left MCU on: cropped further only when it starts inside one.
       if (cut) {

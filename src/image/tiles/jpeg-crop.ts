@@ -51,6 +51,34 @@ export function cutJpegTiles(tiles: readonly Uint8Array[], across: number, rect:
 }
 
 /**
+ * The MCU of a JPEG in pixels (8 × the largest sampling factors; 8 × 8 for one component): a cut
+ * whose rectangle starts on this grid needs no decode after it. Undefined when no frame header
+ * comes before the scan.
+ */
+export function mcuSize(jpeg: Uint8Array): { width: number; height: number } | undefined {
+  let offset = 2;
+  while (offset + 4 <= jpeg.length && jpeg[offset] === 0xff) {
+    const marker = jpeg[offset + 1]!;
+    const end = offset + 2 + ((jpeg[offset + 2]! << 8) | jpeg[offset + 3]!);
+    if (marker === 0xda || end > jpeg.length) return undefined;
+    if (marker === 0xc0 || marker === 0xc1 || marker === 0xc2) {
+      const count = jpeg[offset + 9]!;
+      if (offset + 10 + count * 3 > end) return undefined;
+      let h = 1;
+      let v = 1;
+      for (let i = 0; i < count && count > 1; i++) {
+        const sampling = jpeg[offset + 11 + i * 3]!;
+        h = Math.max(h, sampling >> 4);
+        v = Math.max(v, sampling & 15);
+      }
+      return { width: 8 * h, height: 8 * v };
+    }
+    offset = end;
+  }
+  return undefined;
+}
+
+/**
  * The most stored bytes one cut reads. A cut runs on the event loop at about 30 ns a byte here
  * (a 50 KB tile of scan-like RGB at quality 90: 1.6 ms), so this keeps one under about 8 ms;
  * larger inputs are decoded in the render lanes instead.

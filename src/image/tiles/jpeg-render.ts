@@ -1,0 +1,69 @@
+import { renderTooLarge, ServerError, undecodableSource } from '../../errors.js';
+import { loadAddon, type LoadedAddon } from '../../native-addon.js';
+import { jpegColour } from './jpeg-tile.js';
+import type { TileSpot } from './locate.js';
+
+/**
+ * Renders a request from the stored JPEG tiles it touches with libjpeg-turbo, through the
+ * optional addon native/jpegtiles (built by `npm ci` when Debian's libjpeg62-turbo-dev is
+ * installed): in one call on the libuv pool, each tile is decoded only over the rows and columns
+ * the region needs (rows above it entropy-decoded and skipped, rows below never read, columns
+ * beside it not transformed) into one raster, which is encoded as the response. For requests
+ * that are the stored pixels as they are (jpg, default or colour, no turn or mirror, at the
+ * level's own scale) whose region does not start on the JPEG block grid: a viewer's tiles of
+ * another size than the stored ones. No sharp pipeline, whose fixed cost alone was a quarter of
+ * such a tile's CPU, and no compressed-domain cut on the event loop first.
+ */
+
+/** The addon's interface (native/jpegtiles/src/addon.cc). */
+interface NativeTiles {
+  render(
+    tiles: Buffer[],
+    options: { across: number; tileWidth: number; tileHeight: number; x: number; y: number; width: number; height: number; channels: number; quality: number; maxPixels: number },
+  ): Promise<Buffer>;
+}
+
+let loaded: LoadedAddon<NativeTiles> | undefined;
+
+function load(): LoadedAddon<NativeTiles> {
+  loaded ??= loadAddon<NativeTiles>('jpegtiles', 'native JPEG tile renderer');
+  return loaded;
+}
+
+/** Whether this process can render stored JPEG tiles natively (else they go through sharp). */
+export function nativeJpegAvailable(): boolean {
+  return 'addon' in load();
+}
+
+/**
+ * The spot's region of its tiles (`tiles`, standalone JPEGs in the spot's order) as a baseline
+ * JPEG of exactly that size, at `quality`, 4:2:0 chroma and standard Huffman tables as sharp
+ * writes; grey pages give grey JPEGs. Refused with 413 beyond `maxPixels` before anything is
+ * allocated, 422 for a damaged tile (libjpeg's warnings count: never a grey patch).
+ */
+export async function renderJpegTiles(tiles: Buffer[], spot: TileSpot, quality: number, maxPixels: number): Promise<Buffer> {
+  const state = load();
+  if (!('addon' in state)) throw new ServerError('JPEG_NATIVE_MISSING', 'the native JPEG tile renderer is not available');
+  const { page, across, crop } = spot;
+  try {
+    return await state.addon.render(tiles, {
+      across,
+      tileWidth: page.tileWidth,
+      tileHeight: page.tileHeight,
+      ...crop,
+      channels: jpegColour(page) === 'grey' ? 1 : 3,
+      quality,
+      maxPixels,
+    });
+  } catch (error) {
+    throw typed(error);
+  }
+}
+
+/** The addon's rejections as IiifErrors; anything else is a bug and stays what it is. */
+function typed(error: unknown): unknown {
+  if (!(error instanceof Error) || !('code' in error)) return error;
+  if (error.code === 'ERR_JPEG_TOO_LARGE') return renderTooLarge(`the region is too large to render: ${error.message}`);
+  if (error.code === 'ERR_JPEG_UNDECODABLE') return undecodableSource(`the stored image cannot be decoded: ${error.message}`);
+  return error;
+}
