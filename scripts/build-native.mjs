@@ -5,7 +5,7 @@
 // commands work on any machine and the server runs without it (JPEG 2000 answers 501 and says
 // how to enable it; tiles are rendered through sharp instead). `--required` (npm run
 // build:native) fails for any addon it cannot build instead, for the Docker build stage and
-// scripts/system/*.sh.
+// scripts/system/*.sh. Addon names as arguments build only those.
 import { spawnSync } from 'node:child_process';
 import console from 'node:console';
 import { existsSync } from 'node:fs';
@@ -32,6 +32,12 @@ const ADDONS = [
 ];
 
 const required = process.argv.includes('--required');
+const named = process.argv.slice(2).filter((argument) => !argument.startsWith('--'));
+const unknown = named.filter((name) => !ADDONS.some((addon) => addon.name === name));
+if (unknown.length > 0) {
+  console.error(`build-native: no addon called ${unknown.join(', ')} (${ADDONS.map((addon) => addon.name).join(', ')})`);
+  process.exit(1);
+}
 const nativeDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'native');
 
 // npm hands its bundled node-gyp to the scripts it runs; a global node-gyp is the fallback.
@@ -52,7 +58,7 @@ function build(addon) {
 }
 
 let failed = false;
-for (const addon of ADDONS) {
+for (const addon of ADDONS.filter(({ name }) => named.length === 0 || named.includes(name))) {
   const reason = build(addon);
   if (!reason) console.log(`${addon.name}: ${addon.built}`);
   else if (required) {
