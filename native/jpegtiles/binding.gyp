@@ -4,7 +4,7 @@
   "targets": [
     {
       "target_name": "jpegtiles",
-      "sources": ["src/addon.cc", "src/render.cc"],
+      "sources": ["src/addon.cc", "src/cut.cc", "src/render.cc"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api"],
       "libraries": ["-ljpeg"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"],

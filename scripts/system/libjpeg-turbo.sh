@@ -16,7 +16,7 @@ if [ "${#packages[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${packages[@]}" >/dev/null
 fi
 if [ ! -f "$addon" ]; then
-  (cd "$root" && node scripts/build-native.mjs --required jpegtiles)
+  (cd "$root" && npm run --silent build:native -- jpegtiles)
 fi
 if ! node -e 'require(process.argv[1])' "$addon"; then
   echo "libjpeg-turbo.sh: the native JPEG tile renderer ($addon) does not load" >&2

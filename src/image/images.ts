@@ -20,7 +20,7 @@ import type { Pyramids } from './pyramid/store.js';
 import { joinStoredTiles } from './render/from-tiles.js';
 import { render, renderFrom, type RenderDeadline } from './render/render.js';
 import { cutJpegTiles, mcuSize } from './tiles/jpeg-crop.js';
-import { nativeJpegAvailable, renderJpegTiles } from './tiles/jpeg-render.js';
+import { nativeJpegAvailable, renderJpegTiles } from './tiles/jpeg-native.js';
 import { jpegColour } from './tiles/jpeg-tile.js';
 import { locateTiles, sendableAsStored } from './tiles/locate.js';
 import { readJpegTiles } from './tiles/stored-jpegs.js';
@@ -173,7 +173,7 @@ export class Images {
       // without generation loss.
       const native = asStored && atStoredSize && this.nativeJpeg;
       const cuttable = (tiles.length > 1 || (asStored && spot.corner)) && (!native || onBlockGrid(tiles[0]!, spot.crop));
-      const cut = cuttable ? cutJpegTiles(tiles, spot.across, spot.crop) : undefined;
+      const cut = cuttable ? cutJpegTiles(tiles, spot.across, spot.crop, this.nativeJpeg) : undefined;
       if (cut && asStored && !cut.x && !cut.y && atStoredSize) return { data: cut.jpeg, level: level.page, method: 'cut' };
       if (native) {
         const maxPixels = Math.floor(this.config.renderMemoryBytes / 4);

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "cut.h"
 #include "render.h"
 
 namespace {
@@ -69,6 +70,21 @@ bool read_integer(Napi::Object options, const char* name, double max, double* ou
   return true;
 }
 
+// The tiles of an array of Buffers, or false after throwing a TypeError.
+bool read_tiles(Napi::Env env, Napi::Array tiles, std::vector<TileBytes>* out, Napi::Array* held) {
+  for (uint32_t i = 0; i < tiles.Length(); i++) {
+    Napi::Value tile = tiles.Get(i);
+    if (!tile.IsBuffer()) {
+      Napi::TypeError::New(env, "tiles must be Buffers").ThrowAsJavaScriptException();
+      return false;
+    }
+    auto bytes = tile.As<Napi::Buffer<uint8_t>>();
+    if (held != nullptr) held->Set(i, bytes);
+    out->push_back(TileBytes{bytes.Data(), bytes.Length()});
+  }
+  return true;
+}
+
 // render(tiles: Buffer[], options: {across, tileWidth, tileHeight, x, y, width, height, channels,
 // quality, maxPixels}): Promise<Buffer>. Argument mistakes throw at once; rendering problems
 // reject with an Error whose code is ERR_JPEG_UNDECODABLE, ERR_JPEG_TOO_LARGE or ERR_JPEG_ARGUMENT.
@@ -94,23 +110,44 @@ Napi::Value Render(const Napi::CallbackInfo& info) {
                         static_cast<uint32_t>(height), static_cast<uint32_t>(channels), static_cast<int>(quality),
                         static_cast<uint64_t>(max_pixels)};
   Napi::Array held = Napi::Array::New(env, tiles.Length());
-  for (uint32_t i = 0; i < tiles.Length(); i++) {
-    Napi::Value tile = tiles.Get(i);
-    if (!tile.IsBuffer()) {
-      Napi::TypeError::New(env, "tiles must be Buffers").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    auto bytes = tile.As<Napi::Buffer<uint8_t>>();
-    held.Set(i, bytes);
-    request.tiles.push_back(TileBytes{bytes.Data(), bytes.Length()});
-  }
+  if (!read_tiles(env, tiles, &request.tiles, &held)) return env.Undefined();
   auto* worker = new RenderWorker(env, held, std::move(request));
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
 }
 
+// cut(tiles: Buffer[], options: {across, x, y, width, height}): {jpeg, x, y} | undefined, on the
+// calling thread (see cut.h). Undefined when the tiles cannot be cut; argument mistakes throw.
+Napi::Value Cut(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsObject()) {
+    Napi::TypeError::New(env, "cut(tiles: Buffer[], options: object)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object given = info[1].As<Napi::Object>();
+  double across, x, y, width, height;
+  if (!read_integer(given, "across", 65535.0, &across) || !read_integer(given, "x", 4294967295.0, &x) ||
+      !read_integer(given, "y", 4294967295.0, &y) || !read_integer(given, "width", 65535.0, &width) ||
+      !read_integer(given, "height", 65535.0, &height)) {
+    return env.Undefined();
+  }
+  std::vector<TileBytes> tiles;
+  if (!read_tiles(env, info[0].As<Napi::Array>(), &tiles, nullptr)) return env.Undefined();
+  CutResult result;
+  if (!cut_tiles(tiles, static_cast<uint32_t>(across), static_cast<uint32_t>(x), static_cast<uint32_t>(y), static_cast<uint32_t>(width),
+                 static_cast<uint32_t>(height), &result)) {
+    return env.Undefined();
+  }
+  Napi::Object cut = Napi::Object::New(env);
+  cut.Set("jpeg", Napi::Buffer<uint8_t>::Copy(env, result.jpeg.data(), result.jpeg.size()));
+  cut.Set("x", result.x);
+  cut.Set("y", result.y);
+  return cut;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("cut", Napi::Function::New(env, Cut, "cut"));
   exports.Set("render", Napi::Function::New(env, Render, "render"));
   return exports;
 }

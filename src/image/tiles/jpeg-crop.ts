@@ -1,5 +1,6 @@
 import { ServerError } from '../../errors.js';
 import type { Rect } from '../../iiif/plan.js';
+import { nativeCutter } from './jpeg-native.js';
 
 /**
  * Cuts a rectangle out of baseline JPEG tiles without decoding a pixel: the entropy-coded
@@ -25,20 +26,24 @@ export interface Cut {
 
 /**
  * Cuts `rect` (in pixels of the tiles joined in their grid, `across` tiles per row, row by row)
- * out of the tiles, widened left and up to the MCU grid. Pure; undefined when the tiles are more
+ * out of the tiles, widened left and up to the MCU grid: in native code (native/jpegtiles/src/cut.cc,
+ * the same algorithm) when the addon is built and `native` is true, else here. Pure; undefined when the tiles are more
  * than one cut may read, do not share one header (tables, sampling, size), are not whole MCUs in
  * a grid, or use anything this coder leaves to libjpeg (progressive, arithmetic, a DC difference
  * with no code in the table): the caller then decodes.
  */
-export function cutJpegTiles(tiles: readonly Uint8Array[], across: number, rect: Rect): Cut | undefined {
+export function cutJpegTiles(tiles: readonly Uint8Array[], across: number, rect: Rect, native = true): Cut | undefined {
   if (tiles.reduce((sum, tile) => sum + tile.length, 0) > MAX_INPUT_BYTES) return undefined;
+  if (rect.x < 0 || rect.y < 0 || rect.width < 1 || rect.height < 1) return undefined;
+  // The same cut in C++ when the addon is built (and `native` allows it).
+  const cutter = native ? nativeCutter() : undefined;
+  if (cutter) return cutter(tiles, across, rect);
   try {
     const layout = readLayout(tiles[0]!);
     if (!layout || tiles.some((tile) => !sameHeader(tile, tiles[0]!, layout.dataOffset))) return undefined;
     const { width, height, mcuWidth, mcuHeight } = layout;
     const down = tiles.length / across;
     if (!Number.isInteger(down) || (tiles.length > 1 && (width % mcuWidth !== 0 || height % mcuHeight !== 0))) return undefined;
-    if (rect.x < 0 || rect.y < 0 || rect.width < 1 || rect.height < 1) return undefined;
     if (rect.x + rect.width > across * width || rect.y + rect.height > down * height) return undefined;
     const x = rect.x % mcuWidth;
     const y = rect.y % mcuHeight;

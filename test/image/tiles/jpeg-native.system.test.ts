@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { IiifError } from '../../../src/errors.js';
 import type { Rect } from '../../../src/iiif/plan.js';
-import { nativeJpegAvailable, renderJpegTiles } from '../../../src/image/tiles/jpeg-render.js';
+import { nativeJpegAvailable, renderJpegTiles } from '../../../src/image/tiles/jpeg-native.js';
 import type { TileSpot } from '../../../src/image/tiles/locate.js';
 import type { TiffPage } from '../../../src/image/tiles/tiff-layout.js';
 import { decode, difference, photo } from './foreign-pyramids.js';
