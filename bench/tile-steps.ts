@@ -1,10 +1,10 @@
 /**
  * Where a viewer tile over stored JPEG tiles spends its CPU (`npm run bench:steps`), one step at
  * a time and one request at a time, on the pyramids of W8 and W9 (bench/images.ts): reading the
- * stored tiles and making them standalone JPEGs; the compressed-domain cut in JavaScript and in
+ * stored tiles, making them standalone JPEGs (what a cut and sharp read); the compressed-domain cut in JavaScript and in
  * C++ (native/jpegtiles); the cut decoded, cropped and encoded by sharp (the way W9 went before
  * the native renderer); and the native renderer (libjpeg-turbo decoding only what the region
- * needs, then encoding). CPU time of the whole process per request, over 400 requests.
+ * needs from the tiles as stored, then encoding). CPU time of the whole process per request, over 400 requests.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { bufferReader } from '../src/source/range-reader.js';
 import { cutJpegTiles } from '../src/image/tiles/jpeg-crop.js';
 import { nativeJpegAvailable, renderJpegTiles } from '../src/image/tiles/jpeg-native.js';
 import { locateTiles, type TileSpot } from '../src/image/tiles/locate.js';
-import { readJpegTiles } from '../src/image/tiles/stored-jpegs.js';
+import { readStoredTiles, standaloneTiles } from '../src/image/tiles/stored-jpegs.js';
 import { TiffLayout } from '../src/image/tiles/tiff-layout.js';
 import { ensureBenchImages, FOREIGN_PYRAMIDS } from './images.js';
 import { benchDataDir, machine } from './run.js';
@@ -67,10 +67,12 @@ async function main(): Promise<void> {
         spots.push(locateTiles({ width: size, height: size }, { level, region: { x, y, width: size, height: size } }, page)!);
       }
     }
-    const tiles = await Promise.all(spots.map(async (spot) => (await readJpegTiles(reader, spot))!));
+    const stored = await Promise.all(spots.map((spot) => readStoredTiles(reader, spot)));
+    const tiles = stored.map((group) => standaloneTiles(group, page)!);
     const bytes = tiles.reduce((sum, group) => sum + group.reduce((s, tile) => s + tile.length, 0), 0) / tiles.length;
     const steps: Array<[string, (i: number) => Promise<boolean> | boolean]> = [
-      ['read the stored tiles, make them standalone', async (i) => (await readJpegTiles(reader, spots[i]!)) !== undefined],
+      ['read the stored tiles', async (i) => (await readStoredTiles(reader, spots[i]!)).length > 0],
+      ['make them standalone JPEGs (for a cut or sharp)', (i) => standaloneTiles(stored[i]!, page) !== undefined],
       ['cut, JavaScript', (i) => cutJpegTiles(tiles[i]!, spots[i]!.across, spots[i]!.crop, false) !== undefined],
       ['cut, C++', (i) => cutJpegTiles(tiles[i]!, spots[i]!.across, spots[i]!.crop, true) !== undefined],
       [
@@ -83,7 +85,7 @@ async function main(): Promise<void> {
           return true;
         },
       ],
-      ['native: libjpeg-turbo decode of what the region needs + encode', async (i) => (await renderJpegTiles(tiles[i]!, spots[i]!, QUALITY, 1e8)).length > 0],
+      ['native: libjpeg-turbo decode of what the region needs + encode', async (i) => (await renderJpegTiles(stored[i]!, spots[i]!, QUALITY, 1e8)).length > 0],
     ];
     console.log(`\n${name}: ${spots.length} requests, ${spots[0]!.indexes.length} stored tiles each, ${Math.round(bytes / 1024)} KB of them`);
     for (const [label, step] of steps) {

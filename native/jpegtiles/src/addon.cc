@@ -85,8 +85,8 @@ bool read_tiles(Napi::Env env, Napi::Array tiles, std::vector<TileBytes>* out, N
   return true;
 }
 
-// render(tiles: Buffer[], options: {across, tileWidth, tileHeight, x, y, width, height, channels,
-// quality, maxPixels}): Promise<Buffer>. Argument mistakes throw at once; rendering problems
+// render(tiles: Buffer[], options: {across, tileWidth, tileHeight, x, y, width, height, colour
+// (0 RGB, 1 YCbCr, 2 grey), tables?: Buffer, quality, maxPixels}): Promise<Buffer>. Argument mistakes throw at once; rendering problems
 // reject with an Error whose code is ERR_JPEG_UNDECODABLE, ERR_JPEG_TOO_LARGE or ERR_JPEG_ARGUMENT.
 Napi::Value Render(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -97,20 +97,30 @@ Napi::Value Render(const Napi::CallbackInfo& info) {
   Napi::Array tiles = info[0].As<Napi::Array>();
   Napi::Object given = info[1].As<Napi::Object>();
   const double dimension = 65535.0;
-  double across, tile_width, tile_height, x, y, width, height, channels, quality, max_pixels;
+  double across, tile_width, tile_height, x, y, width, height, colour, quality, max_pixels;
   if (!read_integer(given, "across", dimension, &across) || !read_integer(given, "tileWidth", dimension, &tile_width) ||
       !read_integer(given, "tileHeight", dimension, &tile_height) || !read_integer(given, "x", 4294967295.0, &x) ||
       !read_integer(given, "y", 4294967295.0, &y) || !read_integer(given, "width", dimension, &width) ||
-      !read_integer(given, "height", dimension, &height) || !read_integer(given, "channels", 4, &channels) ||
+      !read_integer(given, "height", dimension, &height) || !read_integer(given, "colour", 2, &colour) ||
       !read_integer(given, "quality", 100, &quality) || !read_integer(given, "maxPixels", 9007199254740991.0, &max_pixels)) {
     return env.Undefined();
   }
-  RenderRequest request{{}, static_cast<uint32_t>(across), static_cast<uint32_t>(tile_width), static_cast<uint32_t>(tile_height),
-                        static_cast<uint32_t>(x), static_cast<uint32_t>(y), static_cast<uint32_t>(width),
-                        static_cast<uint32_t>(height), static_cast<uint32_t>(channels), static_cast<int>(quality),
-                        static_cast<uint64_t>(max_pixels)};
-  Napi::Array held = Napi::Array::New(env, tiles.Length());
+  Napi::Value tables = given.Get("tables");
+  if (!tables.IsUndefined() && !tables.IsBuffer()) {
+    Napi::TypeError::New(env, "options.tables must be a Buffer or undefined").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  RenderRequest request{{}, TileBytes{nullptr, 0}, static_cast<Colour>(colour), static_cast<uint32_t>(across),
+                        static_cast<uint32_t>(tile_width), static_cast<uint32_t>(tile_height), static_cast<uint32_t>(x),
+                        static_cast<uint32_t>(y), static_cast<uint32_t>(width), static_cast<uint32_t>(height),
+                        static_cast<int>(quality), static_cast<uint64_t>(max_pixels)};
+  Napi::Array held = Napi::Array::New(env, tiles.Length() + 1);
   if (!read_tiles(env, tiles, &request.tiles, &held)) return env.Undefined();
+  if (tables.IsBuffer()) {
+    auto bytes = tables.As<Napi::Buffer<uint8_t>>();
+    held.Set(tiles.Length(), bytes);
+    request.tables = TileBytes{bytes.Data(), bytes.Length()};
+  }
   auto* worker = new RenderWorker(env, held, std::move(request));
   Napi::Promise promise = worker->Promise();
   worker->Queue();

@@ -48,6 +48,9 @@ void use_errors(ErrorManager* errors) {
   errors->message[0] = '\0';
 }
 
+// Channels of the raster and the response: grey pages give grey JPEGs.
+uint32_t channels_of(const RenderRequest& request) { return request.colour == Colour::kGrey ? 1 : 3; }
+
 // Rows read per jpeg_read_scanlines call: enough for a whole iMCU row of any sampling.
 constexpr uint32_t kRowsPerRead = 16;
 
@@ -68,10 +71,10 @@ void decode_piece(jpeg_decompress_struct* info, const TileBytes& tile, const Ren
   if (info->image_width != request.tile_width || info->image_height != request.tile_height) {
     fail(info, "a tile is not the size of the page's tiles");
   }
-  const bool grey = info->jpeg_color_space == JCS_GRAYSCALE;
-  // Three colour channels come out as stored (RGB, Adobe transform 0) or converted from YCbCr,
-  // as the standalone JPEG's markers say, which is what libtiff gives for the page.
-  if (grey != (request.channels == 1) || (!grey && info->num_components != 3)) fail(info, "a tile has other channels than its page");
+  const bool grey = request.colour == Colour::kGrey;
+  if (info->num_components != (grey ? 1 : 3)) fail(info, "a tile has other channels than its page");
+  // The page's Photometric tag decides, as in libtiff, whatever markers the tile carries.
+  info->jpeg_color_space = grey ? JCS_GRAYSCALE : request.colour == Colour::kRgb ? JCS_RGB : JCS_YCbCr;
   info->out_color_space = grey ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_start_decompress(info);
   // Columns: only the iMCU columns under the piece are transformed (libjpeg widens the span to
@@ -81,7 +84,7 @@ void decode_piece(jpeg_decompress_struct* info, const TileBytes& tile, const Ren
   jpeg_crop_scanline(info, &first_column, &columns);
   // Rows above: entropy-decoded (a Huffman stream cannot be skipped) but not transformed.
   if (piece.top > 0 && jpeg_skip_scanlines(info, piece.top) != piece.top) fail(info, "a tile ended early");
-  const size_t channels = request.channels;
+  const size_t channels = channels_of(request);
   const size_t offset = (piece.left - first_column) * channels;
   const size_t length = static_cast<size_t>(piece.right - piece.left) * channels;
   JSAMPROW pointers[kRowsPerRead];
@@ -136,12 +139,12 @@ void encode(jpeg_compress_struct* info, const RenderRequest& request, uint8_t* r
   jpeg_mem_dest(info, jpeg, size);
   info->image_width = request.width;
   info->image_height = request.height;
-  info->input_components = static_cast<int>(request.channels);
-  info->in_color_space = request.channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  info->input_components = static_cast<int>(channels_of(request));
+  info->in_color_space = request.colour == Colour::kGrey ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_set_defaults(info);
   jpeg_set_quality(info, request.quality, TRUE);
   jpeg_start_compress(info, TRUE);
-  const size_t stride = static_cast<size_t>(request.width) * request.channels;
+  const size_t stride = static_cast<size_t>(request.width) * channels_of(request);
   while (info->next_scanline < info->image_height) {
     JSAMPROW row = raster + static_cast<size_t>(info->next_scanline) * stride;
     jpeg_write_scanlines(info, &row, 1);
@@ -154,7 +157,7 @@ void encode(jpeg_compress_struct* info, const RenderRequest& request, uint8_t* r
 RenderResult render_tiles(const RenderRequest& request) {
   RenderResult result;
   std::vector<Piece> pieces;
-  if ((request.channels != 1 && request.channels != 3) || request.quality < 1 || request.quality > 100 ||
+  if (request.colour > Colour::kGrey || request.quality < 1 || request.quality > 100 ||
       !pieces_of(request, &pieces)) {
     result.failure = Failure::kBadArgument;
     result.message = "the tiles, rectangle or settings are not a render";
@@ -174,8 +177,8 @@ RenderResult render_tiles(const RenderRequest& request) {
   jpeg_compress_struct compress;
   volatile bool decompressing = false;
   volatile bool compressing = false;
-  uint8_t* raster = static_cast<uint8_t*>(std::malloc(pixels * request.channels));
-  uint8_t* rows = static_cast<uint8_t*>(std::malloc(static_cast<size_t>(kRowsPerRead) * request.tile_width * request.channels));
+  uint8_t* raster = static_cast<uint8_t*>(std::malloc(pixels * channels_of(request)));
+  uint8_t* rows = static_cast<uint8_t*>(std::malloc(static_cast<size_t>(kRowsPerRead) * request.tile_width * channels_of(request)));
   uint8_t* jpeg = nullptr;
   unsigned long size = 0;
   if (raster == nullptr || rows == nullptr) {
@@ -190,7 +193,12 @@ RenderResult render_tiles(const RenderRequest& request) {
     decompress.err = &errors.base;
     jpeg_create_decompress(&decompress);
     decompressing = true;
-    const size_t stride = static_cast<size_t>(request.width) * request.channels;
+    // The shared tables stay loaded for every tile read after them (an abbreviated stream).
+    if (request.tables.size > 0) {
+      jpeg_mem_src(&decompress, request.tables.bytes, static_cast<unsigned long>(request.tables.size));
+      if (jpeg_read_header(&decompress, FALSE) != JPEG_HEADER_TABLES_ONLY) fail(&decompress, "the page's JPEG tables are not a tables-only stream");
+    }
+    const size_t stride = static_cast<size_t>(request.width) * channels_of(request);
     for (size_t i = 0; i < pieces.size(); i++) decode_piece(&decompress, request.tiles[i], request, pieces[i], raster, stride, rows);
     jpeg_destroy_decompress(&decompress);
     decompressing = false;

@@ -14,16 +14,24 @@ struct TileBytes {
   size_t size;
 };
 
+// How the page's tiles turn into pixels, from its TIFF tags, as libtiff decodes them: RGB as
+// stored (no colour transform), YCbCr converted to RGB, or grey. The tiles' own markers (JFIF,
+// Adobe) do not count.
+enum class Colour { kRgb = 0, kYcbcr = 1, kGrey = 2 };
+
 struct RenderRequest {
-  // Standalone JPEGs, row by row, `across` per row; every one is tile_width × tile_height.
+  // The page's stored JPEG tiles as they lie in the file, row by row, `across` per row; every
+  // one is tile_width × tile_height.
   std::vector<TileBytes> tiles;
+  // The page's JPEGTables (an abbreviated stream of quantisation and Huffman tables the tiles
+  // share), or empty.
+  TileBytes tables;
+  Colour colour;
   uint32_t across;
   uint32_t tile_width, tile_height;
   // The rectangle, in pixels of the tiles joined in their grid; x + width and y + height are
   // within the grid.
   uint32_t x, y, width, height;
-  // 3 (RGB output) or 1 (grey): what the tiles decode to.
-  uint32_t channels;
   // JPEG quality of the output, 1–100 (4:2:0 chroma and standard Huffman tables, as sharp writes).
   int quality;
   // The most pixels the raster may have: refused beyond it, before it is allocated.

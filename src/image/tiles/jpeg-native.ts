@@ -24,7 +24,20 @@ import type { TileSpot } from './locate.js';
 interface NativeTiles {
   render(
     tiles: Buffer[],
-    options: { across: number; tileWidth: number; tileHeight: number; x: number; y: number; width: number; height: number; channels: number; quality: number; maxPixels: number },
+    options: {
+      across: number;
+      tileWidth: number;
+      tileHeight: number;
+      x: number;
+      y: number;
+      width: number;
+      height: number;
+      /** 0 RGB as stored, 1 YCbCr, 2 grey: the page's Photometric, as libtiff decodes it. */
+      colour: number;
+      tables: Buffer | undefined;
+      quality: number;
+      maxPixels: number;
+    },
   ): Promise<Buffer>;
   cut(tiles: readonly Uint8Array[], options: { across: number } & Rect): Cut | undefined;
 }
@@ -53,23 +66,29 @@ export function nativeJpegAvailable(): boolean {
   return 'addon' in load();
 }
 
+const COLOURS = { rgb: 0, ycbcr: 1, grey: 2 } as const;
+
 /**
- * The spot's region of its tiles (`tiles`, standalone JPEGs in the spot's order) as a baseline
+ * The spot's region of its tiles (`stored`: the tiles as they lie in the file, in the spot's
+ * order; the page's JPEGTables and Photometric go with them, so no standalone copies are made) as a baseline
  * JPEG of exactly that size, at `quality`, 4:2:0 chroma and standard Huffman tables as sharp
  * writes; grey pages give grey JPEGs. Refused with 413 beyond `maxPixels` before anything is
  * allocated, 422 for a damaged tile (libjpeg's warnings count: never a grey patch).
  */
-export async function renderJpegTiles(tiles: Buffer[], spot: TileSpot, quality: number, maxPixels: number): Promise<Buffer> {
+export async function renderJpegTiles(stored: Buffer[], spot: TileSpot, quality: number, maxPixels: number): Promise<Buffer> {
   const state = load();
   if (!('addon' in state)) throw new ServerError('JPEG_NATIVE_MISSING', 'the native JPEG tile renderer is not available');
   const { page, across, crop } = spot;
+  const colour = jpegColour(page);
+  if (!colour) throw new ServerError('JPEG_NATIVE_COLOUR', 'the page is not one whose JPEG tiles stand alone (see locateTiles)');
   try {
-    return await state.addon.render(tiles, {
+    return await state.addon.render(stored, {
       across,
       tileWidth: page.tileWidth,
       tileHeight: page.tileHeight,
       ...crop,
-      channels: jpegColour(page) === 'grey' ? 1 : 3,
+      colour: COLOURS[colour],
+      tables: page.jpegTables,
       quality,
       maxPixels,
     });
