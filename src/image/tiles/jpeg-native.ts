@@ -12,10 +12,12 @@ import type { TileSpot } from './locate.js';
  * Rendering: a request that is the stored pixels as they are (jpg, default or colour, no turn or
  * mirror, at the level's own scale) whose region does not start on the JPEG block grid — a
  * viewer's tiles of another size than the stored ones. In one call on the libuv pool, each tile
- * is decoded only over the rows and columns the region needs (rows above it entropy-decoded and
+ * is decoded from its bytes as stored (with the page's JPEGTables and Photometric, as libtiff
+ * decodes it) only over the rows and columns the region needs (rows above it entropy-decoded and
  * skipped, rows below never read, columns beside it not transformed) into one raster, which is
  * encoded as the response. No sharp pipeline, whose fixed cost alone was a quarter of such a
- * tile's CPU, and no compressed-domain cut on the event loop first.
+ * tile's CPU; no compressed-domain cut on the event loop first; no standalone copies of the
+ * tiles, whose churn alone made V8 run a full collection every ~50 requests.
  *
  * Cutting: the compressed-domain cut of jpeg-crop.ts, in C++.
  */
@@ -70,8 +72,7 @@ const COLOURS = { rgb: 0, ycbcr: 1, grey: 2 } as const;
 
 /**
  * The spot's region of its tiles (`stored`: the tiles as they lie in the file, in the spot's
- * order; the page's JPEGTables and Photometric go with them, so no standalone copies are made) as a baseline
- * JPEG of exactly that size, at `quality`, 4:2:0 chroma and standard Huffman tables as sharp
+ * order) as a baseline JPEG of exactly that size, at `quality`, 4:2:0 chroma and standard Huffman tables as sharp
  * writes; grey pages give grey JPEGs. Refused with 413 beyond `maxPixels` before anything is
  * allocated, 422 for a damaged tile (libjpeg's warnings count: never a grey patch).
  */
