@@ -56,6 +56,8 @@ export interface Config {
   jp2MemoryBytes: number;
   /** Source files kept open for stored-tile reads. */
   openTileFiles: number;
+  /** Whether stored JPEG tiles are rendered by the native libjpeg-turbo addon when it is built (else by sharp). */
+  nativeJpeg: boolean;
   /** Encoder settings for rendered output. */
   encoding: Encoding;
   /** Output pixels above which a render goes to the expensive lane. */
@@ -198,6 +200,7 @@ export function loadConfig(env: Env = process.env): Config {
     largeRenderRetryAfterSeconds: read.integer('IIIF_LARGE_RENDER_RETRY_AFTER_SECONDS'),
     jp2MemoryBytes: read.integer('IIIF_JP2_MEMORY_BYTES'),
     openTileFiles: read.integer('IIIF_OPEN_TILE_FILES'),
+    nativeJpeg: read.boolean('IIIF_NATIVE_JPEG'),
     encoding: {
       jpegQuality: read.integer('IIIF_JPEG_QUALITY'),
       webpQuality: read.integer('IIIF_WEBP_QUALITY'),

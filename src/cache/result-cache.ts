@@ -11,7 +11,7 @@ export interface CachedResult {
    * larger region of a remote file, read by range and joined; sharp: the whole file through
    * libvips; jp2: a JPEG 2000 region decoded by OpenJPEG.
    */
-  method: 'passthrough' | 'cut' | 'tile' | 'tiles' | 'sharp' | 'jp2';
+  method: 'passthrough' | 'cut' | 'libjpeg' | 'tile' | 'tiles' | 'sharp' | 'jp2';
 }
 
 /** Bookkeeping per entry beyond its bytes: the key, the entry object, the LRU's links. */

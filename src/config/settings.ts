@@ -574,6 +574,13 @@ export const SETTINGS: readonly Setting[] = [
     doc: "source files kept open for stored-tile reads (a viewer asks for dozens of tiles of one image)",
   },
   {
+    name: 'IIIF_NATIVE_JPEG',
+    type: 'boolean',
+    default: true,
+    defaultDoc: "`true`",
+    doc: "render `jpg` tiles across stored JPEG tiles with the native libjpeg-turbo addon when it is built; `false` renders them through sharp",
+  },
+  {
     name: 'IIIF_JPEG_QUALITY',
     type: 'integer',
     default: 85,

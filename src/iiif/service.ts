@@ -8,7 +8,7 @@ import type { IiifTarget } from './path.js';
 import { MEDIA_TYPES, type ApiVersion, type ImageRequest } from './request.js';
 
 // Bumped whenever rendering changes the bytes for the same request, so ETags change with it.
-const RENDERER_REVISION = '2';
+const RENDERER_REVISION = '3';
 
 /** What the service needs to know of one HTTP request. */
 export interface IiifCall {

@@ -19,10 +19,11 @@ import type { SharedPyramids } from './pyramid/shared.js';
 import type { Pyramids } from './pyramid/store.js';
 import { joinStoredTiles } from './render/from-tiles.js';
 import { render, renderFrom, type RenderDeadline } from './render/render.js';
-import { cutJpegTiles } from './tiles/jpeg-crop.js';
+import { cutJpegTiles, mcuSize } from './tiles/jpeg-crop.js';
+import { nativeJpegAvailable, renderJpegTiles } from './tiles/jpeg-native.js';
 import { jpegColour } from './tiles/jpeg-tile.js';
-import { locateTiles, sendableAsStored } from './tiles/locate.js';
-import { readJpegTiles } from './tiles/stored-jpegs.js';
+import { locateTiles, sendableAsStored, type TileSpot } from './tiles/locate.js';
+import { readStoredTiles, standaloneTiles } from './tiles/stored-jpegs.js';
 import { decoding, vanished } from './vanished.js';
 
 export interface ResolvedImage {
@@ -44,6 +45,12 @@ export interface ImagePlan extends RenderPlan {
   resultKey: string;
 }
 
+/** Whether a rectangle of JPEG tiles starts on their MCU grid. */
+function onBlockGrid(tile: Buffer, { x, y }: { x: number; y: number }): boolean {
+  const mcu = mcuSize(tile);
+  return mcu !== undefined && x % mcu.width === 0 && y % mcu.height === 0;
+}
+
 export type RenderOutcome = CachedResult & { cache: 'hit' | 'miss' | 'shared' };
 
 /**
@@ -61,6 +68,8 @@ export class Images {
   private readonly retryAfter: Record<Lane, number>;
   /** JPEG 2000 files in memory for the decoder. */
   private readonly jp2Files: Jp2Files;
+  /** Whether stored JPEG tiles are rendered by the native libjpeg-turbo addon (when built and not turned off). */
+  private readonly nativeJpeg: boolean;
 
   constructor(
     private readonly source: ImageSource,
@@ -74,6 +83,7 @@ export class Images {
     this.pyramidFiles = new LocalFiles(config.openTileFiles);
     this.retryAfter = { cheap: config.renderRetryAfterSeconds, expensive: config.largeRenderRetryAfterSeconds };
     this.jp2Files = new Jp2Files(config.jp2MemoryBytes);
+    this.nativeJpeg = config.nativeJpeg && nativeJpegAvailable();
     this.admission = new Admission(
       {
         cheap: { concurrency: config.renderConcurrency, queue: config.renderQueue, retryAfterSeconds: config.renderRetryAfterSeconds },
@@ -153,20 +163,27 @@ export class Images {
     const { encoding } = this.config;
     const deadline = this.deadline(plan);
     const spot = locateTiles(plan, read, level.tiles);
-    const tiles = spot && (await readJpegTiles(reader, spot));
-    if (spot && tiles) {
+    const stored = spot && (await readStoredTiles(reader, spot));
+    if (spot && stored) {
       const asStored = sendableAsStored(plan);
-      if (asStored && spot.exact) return { data: tiles[0]!, level: level.page, method: 'passthrough' };
-      const cut = tiles.length > 1 || (asStored && spot.corner) ? cutJpegTiles(tiles, spot.across, spot.crop) : undefined;
-      if (cut && asStored && !cut.x && !cut.y && plan.width === spot.crop.width && plan.height === spot.crop.height) {
-        return { data: cut.jpeg, level: level.page, method: 'cut' };
-      }
+      const atStoredSize = plan.width === spot.crop.width && plan.height === spot.crop.height;
+      // The stored pixels at their scale: libjpeg-turbo decodes and encodes them in one native
+      // call from the tiles as stored, unless they can be sent as they are, or the region starts
+      // on their block grid, where a cut is the whole answer without generation loss.
+      const native = asStored && atStoredSize && this.nativeJpeg && !spot.exact;
+      if (native && !onBlockGrid(stored[0]!, spot.crop)) return this.renderNatively(plan, stored, spot, level.page);
+      const tiles = standaloneTiles(stored, spot.page);
+      if (tiles && asStored && spot.exact) return { data: tiles[0]!, level: level.page, method: 'passthrough' };
+      const cuttable = tiles && (tiles.length > 1 || (asStored && spot.corner));
+      const cut = cuttable ? cutJpegTiles(tiles, spot.across, spot.crop, this.nativeJpeg) : undefined;
+      if (cut && asStored && !cut.x && !cut.y && atStoredSize) return { data: cut.jpeg, level: level.page, method: 'cut' };
+      if (native) return this.renderNatively(plan, stored, spot, level.page);
       // A cut is the region from its top-left MCU on: cropped further only when it starts inside one.
       if (cut) {
         const crop = cut.x || cut.y ? { ...spot.crop, x: cut.x, y: cut.y } : undefined;
         return this.decode(plan, 'tile', () => renderFrom(sharp(cut.jpeg), crop, plan, level.page, encoding, deadline));
       }
-      if (tiles.length === 1) return this.decode(plan, 'tile', () => renderFrom(sharp(tiles[0]), spot.crop, plan, level.page, encoding, deadline));
+      if (tiles?.length === 1) return this.decode(plan, 'tile', () => renderFrom(sharp(tiles[0]), spot.crop, plan, level.page, encoding, deadline));
     }
     if (!image.input.onDisk && level.tiles && jpegColour(level.tiles)) {
       const joined = await joinStoredTiles(reader, level.tiles, region);
@@ -176,6 +193,12 @@ export class Images {
     return this.decode(plan, 'sharp', () =>
       decoding(whole, (input) => render(input, image.metadata.autoOrient, read, plan, this.config.maxInputPixels, encoding, deadline)),
     );
+  }
+
+  /** The spot's region through native/jpegtiles (see jpeg-native.ts), in the plan's lane, its raster bounded like any render's. */
+  private renderNatively(plan: ImagePlan, stored: Buffer[], spot: TileSpot, level: number): Promise<CachedResult> {
+    const maxPixels = Math.floor(this.config.renderMemoryBytes / 4);
+    return this.decode(plan, 'libjpeg', async () => ({ data: await renderJpegTiles(stored, spot, this.config.encoding.jpegQuality, maxPixels), level }));
   }
 
   /**

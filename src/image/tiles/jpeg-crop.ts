@@ -1,5 +1,6 @@
 import { ServerError } from '../../errors.js';
 import type { Rect } from '../../iiif/plan.js';
+import { nativeCutter } from './jpeg-native.js';
 
 /**
  * Cuts a rectangle out of baseline JPEG tiles without decoding a pixel: the entropy-coded
@@ -25,20 +26,24 @@ export interface Cut {
 
 /**
  * Cuts `rect` (in pixels of the tiles joined in their grid, `across` tiles per row, row by row)
- * out of the tiles, widened left and up to the MCU grid. Pure; undefined when the tiles are more
+ * out of the tiles, widened left and up to the MCU grid: in native code (native/jpegtiles/src/cut.cc,
+ * the same algorithm) when the addon is built and `native` is true, else here. Pure; undefined when the tiles are more
  * than one cut may read, do not share one header (tables, sampling, size), are not whole MCUs in
  * a grid, or use anything this coder leaves to libjpeg (progressive, arithmetic, a DC difference
  * with no code in the table): the caller then decodes.
  */
-export function cutJpegTiles(tiles: readonly Uint8Array[], across: number, rect: Rect): Cut | undefined {
+export function cutJpegTiles(tiles: readonly Uint8Array[], across: number, rect: Rect, native = true): Cut | undefined {
   if (tiles.reduce((sum, tile) => sum + tile.length, 0) > MAX_INPUT_BYTES) return undefined;
+  if (rect.x < 0 || rect.y < 0 || rect.width < 1 || rect.height < 1) return undefined;
+  // The same cut in C++ when the addon is built (and `native` allows it).
+  const cutter = native ? nativeCutter() : undefined;
+  if (cutter) return cutter(tiles, across, rect);
   try {
     const layout = readLayout(tiles[0]!);
     if (!layout || tiles.some((tile) => !sameHeader(tile, tiles[0]!, layout.dataOffset))) return undefined;
     const { width, height, mcuWidth, mcuHeight } = layout;
     const down = tiles.length / across;
     if (!Number.isInteger(down) || (tiles.length > 1 && (width % mcuWidth !== 0 || height % mcuHeight !== 0))) return undefined;
-    if (rect.x < 0 || rect.y < 0 || rect.width < 1 || rect.height < 1) return undefined;
     if (rect.x + rect.width > across * width || rect.y + rect.height > down * height) return undefined;
     const x = rect.x % mcuWidth;
     const y = rect.y % mcuHeight;
@@ -48,6 +53,34 @@ export function cutJpegTiles(tiles: readonly Uint8Array[], across: number, rect:
     if (error instanceof Unsupported) return undefined;
     throw error;
   }
+}
+
+/**
+ * The MCU of a JPEG in pixels (8 × the largest sampling factors; 8 × 8 for one component): a cut
+ * whose rectangle starts on this grid needs no decode after it. Undefined when no frame header
+ * comes before the scan.
+ */
+export function mcuSize(jpeg: Uint8Array): { width: number; height: number } | undefined {
+  let offset = 2;
+  while (offset + 4 <= jpeg.length && jpeg[offset] === 0xff) {
+    const marker = jpeg[offset + 1]!;
+    const end = offset + 2 + ((jpeg[offset + 2]! << 8) | jpeg[offset + 3]!);
+    if (marker === 0xda || end > jpeg.length) return undefined;
+    if (marker === 0xc0 || marker === 0xc1 || marker === 0xc2) {
+      const count = jpeg[offset + 9]!;
+      if (offset + 10 + count * 3 > end) return undefined;
+      let h = 1;
+      let v = 1;
+      for (let i = 0; i < count && count > 1; i++) {
+        const sampling = jpeg[offset + 11 + i * 3]!;
+        h = Math.max(h, sampling >> 4);
+        v = Math.max(v, sampling & 15);
+      }
+      return { width: 8 * h, height: 8 * v };
+    }
+    offset = end;
+  }
+  return undefined;
 }
 
 /**
