@@ -48,6 +48,13 @@ describe('the image', () => {
     report.push(`image size: ${(info!.Size / 1e6).toFixed(0)} MB (base ${BASE_IMAGE} ${(Number(await docker('image', 'inspect', '-f', '{{.Size}}', BASE_IMAGE)) / 1e6).toFixed(0)} MB)`);
   });
 
+  it('loads both native addons in the runtime stage (their libraries are there, not only in the build stage)', async () => {
+    for (const addon of ['openjp2', 'jpegtiles']) {
+      // require() fails with "cannot open shared object file" when the runtime library is missing.
+      await docker('exec', cluster.replicas[0]!.name, 'node', '-e', `require('/app/native/${addon}/build/Release/${addon}.node')`);
+    }
+  });
+
   it('exits 1 with one line naming the problem when started with bad configuration', async () => {
     const outcome = await exec('docker', ['run', '--rm', '--pull', 'never', '-e', 'PORT=eighty', '-e', 'IIIF_DRAIN_TIMEOUT_MS=0', IMAGE]).then(
       () => ({ code: 0, stderr: '' }),
