@@ -207,10 +207,9 @@ async function joinWarmFleet(store: S3Store): Promise<JoinResult> {
 }
 
 interface ColdResult {
-  ours: Measurement;
+  /** Our fleet of REPLICAS processes, then of one process per core (as iipsrv runs). */
+  ours: Array<{ processes: number; measurement: Measurement; conversions: number; ratioPerCore: number }>;
   iipsrv: Measurement;
-  ratioPerCore: number;
-  oursConversions: number;
   load: string;
 }
 
@@ -236,20 +235,24 @@ async function openAll(url: string, prefix: string, names: string[]): Promise<nu
   return round1((performance.now() - begun) / 1000);
 }
 
-/** c: our fleet (fresh processes, derivatives in the store) and iipsrv (flat tiled TIFFs on disk), one after the other. */
-async function coldFlat(store: S3Store, sources: Sources): Promise<ColdResult> {
-  const fleet = await Fleet.start(store, REPLICAS, FLEET_ENV);
-  let ours: Measurement;
-  let oursConversions: number;
+/** c for our fleet of `processes` fresh processes (empty caches, derivatives in the store). */
+async function coldFleet(store: S3Store, processes: number): Promise<{ measurement: Measurement; conversions: number }> {
+  const fleet = await Fleet.start(store, processes, FLEET_ENV);
   try {
     const warmupSeconds = await openAll(fleet.url, '/iiif/2', coldIdentifiers);
     const pids = fleet.servers.map(({ server }) => server.child.pid!);
-    ours = { ...(await measure(pids, fleet.url, coldWorkload('/iiif/2', coldIdentifiers), COLD_CONNECTIONS)), warmupSeconds };
-    oursConversions = (await fleet.counterTotal('iiif_pyramid_builds_total', { result: 'built' })).reduce((a, b) => a + b, 0);
+    const measurement = { ...(await measure(pids, fleet.url, coldWorkload('/iiif/2', coldIdentifiers), COLD_CONNECTIONS)), warmupSeconds };
+    console.log(`ours ×${processes} ${describeMeasurement(measurement)}`);
+    return { measurement, conversions: (await fleet.counterTotal('iiif_pyramid_builds_total', { result: 'built' })).reduce((a, b) => a + b, 0) };
   } finally {
     await fleet.stop();
   }
-  console.log(`ours   ${describeMeasurement(ours)}`);
+}
+
+/** c: our fleet (REPLICAS processes, then one per core) and iipsrv (flat tiled TIFFs on disk), one after the other. */
+async function coldFlat(store: S3Store, sources: Sources): Promise<ColdResult> {
+  const fleets = [];
+  for (const processes of [REPLICAS, availableParallelism()]) fleets.push({ processes, ...(await coldFleet(store, processes)) });
   const folder = await mkdtemp(join(tmpdir(), 'iiif-fleet-iipsrv-'));
   const tiffNames = coldIdentifiers.map((name) => name.replace(/\.jpg$/, '.tif'));
   try {
@@ -263,7 +266,8 @@ async function coldFlat(store: S3Store, sources: Sources): Promise<ColdResult> {
       await iipsrv.stop();
     }
     console.log(`iipsrv ${describeMeasurement(theirs)}`);
-    return { ours, iipsrv: theirs, ratioPerCore: Math.round((ours.requestsPerSecondPerCore / theirs.requestsPerSecondPerCore) * 100) / 100, oursConversions, load: load() };
+    const ours = fleets.map((f) => ({ ...f, ratioPerCore: Math.round((f.measurement.requestsPerSecondPerCore / theirs.requestsPerSecondPerCore) * 100) / 100 }));
+    return { ours, iipsrv: theirs, load: load() };
   } finally {
     await rm(folder, { recursive: true, force: true });
   }
@@ -292,14 +296,14 @@ function report(a: NewImageResult, built: PrebuildResult, b: JoinResult, c: Cold
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
     `| ${b.requests} | ${statusText(b.statuses)} | ${b.newcomerRequests} | ${statusText(b.newcomerStatuses)} | ${b.newcomerP50Ms} | **${b.newcomerP90Ms}** | ${b.newcomerMaxMs} | ${b.othersP90Ms} | ${b.newcomerConversions} | ${b.newcomerTimeouts} | ${b.s3.gets} | ${mb(b.s3.bytes)} |`,
     '',
-    `**c. Cold flat sources** (${COLD_IDENTIFIERS} identifiers, every tile of every level shuffled, ${COLD_SECONDS} s, ${COLD_CONNECTIONS} connections, IIIF 2.1 URLs; first each identifier's info.json, the warm-up column). Ours: fresh processes with empty caches, derivatives in the store, CPU of the ${REPLICAS} server processes (HAProxy not counted), ${c.oursConversions} conversions during the run. iipsrv: the same images as flat tiled TIFFs (256-px JPEG tiles, one resolution) on local disk, lighttpd + ${availableParallelism()} FastCGI processes. Load ${c.load}:`,
+    `**c. Cold flat sources** (${COLD_IDENTIFIERS} identifiers, every tile of every level shuffled, ${COLD_SECONDS} s, ${COLD_CONNECTIONS} connections, IIIF 2.1 URLs; first each identifier's info.json, the warm-up column). Ours: fresh processes behind HAProxy with empty caches, derivatives in the store, CPU of the server processes (HAProxy not counted), ${c.ours.map((f) => f.conversions).join(' / ')} conversions during the runs. iipsrv: the same images as flat tiled TIFFs (256-px JPEG tiles, one resolution) on local disk, lighttpd + ${availableParallelism()} FastCGI processes. Load ${c.load}:`,
     '',
     '| server | requests | req/s | p50 ms | p99 ms | errors | non-2xx | cores used | tiles/s per core | warm-up s |',
     '|---|---|---|---|---|---|---|---|---|---|',
-    cRow('ours (fleet)', c.ours),
+    ...c.ours.map((f) => cRow(`ours, ${f.processes} processes`, f.measurement)),
     cRow('iipsrv', c.iipsrv),
     '',
-    `Ratio per core, ours / iipsrv: **${c.ratioPerCore}**.`,
+    `Ratio per core, ours / iipsrv: ${c.ours.map((f) => `**${f.ratioPerCore}** with ${f.processes} processes`).join(', ')}.`,
   ].join('\n');
 }
 
