@@ -9,8 +9,9 @@
  *      others): its share of 200 new tiles over the 20 images, p90 and statuses
  *   c  the cold flat-source workload: 64 identifiers of flat 12000×9000 JPEGs, derivatives made
  *      beforehand by `iiif-elastic pyramid s3://… --to-derivatives`, fresh processes with empty
- *      caches; info.json of each, then 10 s of shuffled tiles of every level; side by side with
- *      iipsrv on the same images as flat (single-resolution) tiled TIFFs. Tiles/s per core.
+ *      caches; info.json of each, then 10 s of shuffled tiles of every level; our fleet with 4
+ *      processes and with one per core, side by side with iipsrv on the same images as flat
+ *      (single-resolution) tiled TIFFs. Tiles/s per core.
  *
  * Results go to bench/results/fleet-*.
  */
