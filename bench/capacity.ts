@@ -242,7 +242,8 @@ async function runOnce(task: LocalTask, nextPath: () => string, rate: number, ho
 
 /** The task definition for the container size being measured, with local references. */
 function measuredTask(options: Pick<CapacityOptions, 'cpus' | 'memoryLimitMiB'>) {
-  const refs = { image: IMAGE, bucket: BUCKET, bucketPrefix: '', region: 'us-east-1', alarmNames: [] };
+  // Each container's own pyramids, as the capacity was measured (no shared derivative store).
+  const refs = { image: IMAGE, bucket: BUCKET, bucketPrefix: '', derivativePrefix: '', region: 'us-east-1', alarmNames: [] };
   const unused = { executionRoleArn: '', taskRoleArn: '', logGroup: '', cluster: '', targetGroupArn: '', capacityProvider: '' };
   const sizing = {
     cpuUnits: options.cpus * 1024,

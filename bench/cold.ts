@@ -13,26 +13,19 @@
  *   npm run bench:cold                 3 rounds
  *   BENCH_ROUNDS=5 npm run bench:cold
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { LoadBalancer } from '../scripts/cluster/haproxy.js';
-import { startServerProcess, type ServerProcess } from '../scripts/cluster/server-process.js';
+import { readFile } from 'node:fs/promises';
 import { waitUntil } from '../scripts/cluster/wait.js';
 import { COLD_IMAGE, ensureColdImage } from './images.js';
 import { benchDataDir, writeReport } from './run.js';
-import { BUCKET, S3Store, type Link, type Traffic } from './s3-store.js';
-import { viewerSession } from './viewer-session.js';
+import { Fleet, freshServer, mb, median, minus, round1, S3_FROM_EC2, SESSION_CONCURRENCY, TILE, timedGet, viewerRun } from './s3-fleet.js';
+import { S3Store, type Traffic } from './s3-store.js';
 
-const S3_FROM_EC2: Link = { firstByteMs: 20, bytesPerSecond: 90e6 };
 const ID = COLD_IMAGE.name;
-const TILE = 256;
 /** Level 0, in the middle of the image: no directory or tile near it was read before. */
 const FULL_TILE = `${TILE * 32},${TILE * 24},${TILE},${TILE}/${TILE},${TILE}/0/default.jpg`;
 /** Scale factor 32: the tile a viewer's first screen starts with. */
 const LOW_TILE = `0,0,${TILE * 32},${TILE * 32}/${TILE},${TILE}/0/default.jpg`;
 const SESSION_TILES = 60;
-const SESSION_CONCURRENCY = 6; // what a browser opens per host
 const REPLICAS = 4;
 
 interface Step {
@@ -61,51 +54,6 @@ interface SessionRun {
   latencies: Array<{ path: string; status: number; ms: number }>;
 }
 
-const round1 = (n: number) => Math.round(n * 10) / 10;
-const mb = (bytes: number) => round1(bytes / 1e6);
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-
-function minus(after: Traffic, before: Traffic): Traffic {
-  return { requests: after.requests - before.requests, gets: after.gets - before.gets, rangeGets: after.rangeGets - before.rangeGets, bytes: after.bytes - before.bytes };
-}
-
-function serverEnv(store: S3Store, cacheDir: string, pyramidDir: string): Record<string, string> {
-  return {
-    AWS_ACCESS_KEY_ID: 'S3RVER',
-    AWS_SECRET_ACCESS_KEY: 'S3RVER',
-    AWS_REGION: 'us-east-1',
-    IIIF_SOURCE: 's3',
-    IIIF_S3_BUCKET: BUCKET,
-    IIIF_S3_ENDPOINT: store.endpoint,
-    IIIF_CACHE_DIR: cacheDir,
-    IIIF_PYRAMID_DIR: pyramidDir,
-    IIIF_ACCESS_LOG: 'false',
-  };
-}
-
-/** A fresh server process with empty cache folders; `started` is when it was spawned. */
-async function freshServer(store: S3Store): Promise<{ server: ServerProcess; started: number; cleanUp(): Promise<void> }> {
-  const folder = await mkdtemp(join(tmpdir(), 'iiif-cold-'));
-  const started = performance.now();
-  const server = await startServerProcess(serverEnv(store, join(folder, 'cache'), join(folder, 'pyramids')));
-  return {
-    server,
-    started,
-    cleanUp: async () => {
-      server.child.kill('SIGKILL');
-      await server.exited;
-      await rm(folder, { recursive: true, force: true });
-    },
-  };
-}
-
-async function timedGet(url: string): Promise<{ status: number; ms: number }> {
-  const begun = performance.now();
-  const response = await fetch(url);
-  await response.arrayBuffer();
-  return { status: response.status, ms: performance.now() - begun };
-}
-
 /** Start → healthy, then `paths` one after another, each with the S3 traffic it caused. */
 async function singleRun(store: S3Store, paths: Array<[string, string]>): Promise<SingleRun> {
   const { server, started, cleanUp } = await freshServer(store);
@@ -131,23 +79,11 @@ async function singleRun(store: S3Store, paths: Array<[string, string]>): Promis
 
 /** Four fresh servers behind HAProxy, one viewer session through it. */
 async function sessionRun(store: S3Store): Promise<SessionRun> {
-  const servers = await Promise.all(Array.from({ length: REPLICAS }, () => freshServer(store)));
-  const balancer = await LoadBalancer.start(servers.map(({ server }, i) => ({ name: `r${i}`, port: server.port })));
+  const fleet = await Fleet.start(store, REPLICAS);
   try {
-    for (let i = 0; i < REPLICAS; i++) await balancer.waitForStatus(`r${i}`, 'UP');
-    const paths = ['info.json', ...viewerSession({ width: COLD_IMAGE.width, height: COLD_IMAGE.height, tileSize: TILE, viewport: { width: 1280, height: 800 }, tiles: SESSION_TILES })];
     const before = store.traffic();
     const begun = performance.now();
-    const latencies: Array<{ path: string; ms: number; status: number }> = [];
-    // info.json first, as a viewer does; then the tiles, SESSION_CONCURRENCY at a time, in order.
-    const fetchOne = async (path: string) => latencies.push({ path, ...(await timedGet(`${balancer.url}/iiif/3/${encodeURIComponent(ID)}/${path}`)) });
-    await fetchOne(paths[0]!);
-    let next = 1;
-    await Promise.all(
-      Array.from({ length: SESSION_CONCURRENCY }, async () => {
-        while (next < paths.length) await fetchOne(paths[next++]!);
-      }),
-    );
+    const latencies = await viewerRun(`${fleet.url}/iiif/3/${encodeURIComponent(ID)}`, COLD_IMAGE, SESSION_TILES);
     const wallMs = performance.now() - begun;
     const slowest = latencies.reduce((a, b) => (b.ms > a.ms ? b : a));
     return {
@@ -158,11 +94,10 @@ async function sessionRun(store: S3Store): Promise<SessionRun> {
       maxMs: round1(slowest.ms),
       slowest: slowest.path,
       s3: minus(store.traffic(), before),
-      latencies: latencies.map((l) => ({ ...l, ms: round1(l.ms) })),
+      latencies: latencies.map(({ path, status, ms }) => ({ path, status, ms: round1(ms) })),
     };
   } finally {
-    await balancer.stop();
-    await Promise.all(servers.map((s) => s.cleanUp()));
+    await fleet.stop();
   }
 }
 

@@ -155,6 +155,19 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+/** Makes `name` in `folder` when missing: the seeded BENCH_WIDTH×BENCH_HEIGHT texture, encoded by `encode`; returns its path. */
+export async function ensureTexture(folder: string, name: string, seed: number, encode: (image: sharp.Sharp) => sharp.Sharp, log: (line: string) => void): Promise<string> {
+  const path = join(folder, name);
+  if (await exists(path)) return path;
+  await mkdir(folder, { recursive: true });
+  log(`making ${name} (${BENCH_WIDTH}×${BENCH_HEIGHT})`);
+  await writeAtomically(path, encode(await texture(seed)));
+  return path;
+}
+
+/** The seeds of PLAIN_JPEGS (so other encodings of the same images can be made). */
+export const PLAIN_SEEDS = [7, 8, 9];
+
 /** Makes whatever is missing in `folder`; returns the folder. */
 export async function ensureBenchImages(folder: string, log: (line: string) => void): Promise<string> {
   await mkdir(folder, { recursive: true });
@@ -165,14 +178,9 @@ export async function ensureBenchImages(folder: string, log: (line: string) => v
       // Quality 85: YCbCr tiles, as most pyramid builders write them.
       (image) => image.tiff({ tile: true, tileWidth: 256, tileHeight: 256, pyramid: true, compression: 'jpeg', quality: 85 }),
     ]),
-    ...PLAIN_JPEGS.map((name, i): [string, number, (image: sharp.Sharp) => sharp.Sharp] => [name, i + 7, (image) => image.jpeg({ quality: 85 })]),
+    ...PLAIN_JPEGS.map((name, i): [string, number, (image: sharp.Sharp) => sharp.Sharp] => [name, PLAIN_SEEDS[i]!, (image) => image.jpeg({ quality: 85 })]),
   ];
-  for (const [name, seed, encode] of jobs) {
-    const path = join(folder, name);
-    if (await exists(path)) continue;
-    log(`making ${name} (${BENCH_WIDTH}×${BENCH_HEIGHT})`);
-    await writeAtomically(path, encode(await texture(seed)));
-  }
+  for (const [name, seed, encode] of jobs) await ensureTexture(folder, name, seed, encode, log);
   const magickConfig = join(folder, '.magick');
   await mkdir(magickConfig, { recursive: true });
   await writeFile(join(magickConfig, 'policy.xml'), MAGICK_POLICY);

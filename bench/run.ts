@@ -18,7 +18,7 @@ import { BENCH_HEIGHT, BENCH_WIDTH, ensureBenchImages, FOREIGN_PYRAMIDS, PLAIN_J
 import { cpuSeconds, startServer, watchPeakRss, type RunningServer } from './server-process.js';
 import { shuffled, tilePaths } from './workloads.js';
 
-interface Workload {
+export interface Workload {
   name: string;
   description: string;
   paths: string[];
@@ -107,9 +107,11 @@ function requestsOver(paths: string[], prebuilt: boolean | undefined): Request[]
   return [{ method: 'GET', setupRequest: (request) => ({ ...request, path: paths[next++ % paths.length]! }) }];
 }
 
-async function measure(server: RunningServer | undefined, url: string, workload: Workload, connections: number): Promise<Omit<Measurement, 'warmupSeconds'>> {
-  const rss = server ? watchPeakRss(server.pid) : undefined;
-  const cpuBefore = server ? await cpuSeconds(server.pid) : 0;
+/** One autocannon run; CPU and peak RSS are those of the process trees of `pids` (the server's, or a fleet's), added up. */
+export async function measure(pids: number[], url: string, workload: Workload, connections: number): Promise<Omit<Measurement, 'warmupSeconds'>> {
+  const watches = pids.map((pid) => watchPeakRss(pid));
+  const cpuTotal = async () => (await Promise.all(pids.map((pid) => cpuSeconds(pid)))).reduce((a, b) => a + b, 0);
+  const cpuBefore = await cpuTotal();
   const started = process.hrtime.bigint();
   const result = await autocannon({
     url,
@@ -122,8 +124,8 @@ async function measure(server: RunningServer | undefined, url: string, workload:
     requests: requestsOver(workload.paths, workload.prebuilt),
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const cpu = server ? (await cpuSeconds(server.pid)) - cpuBefore : NaN;
-  const peak = rss ? await rss.stop() : NaN;
+  const cpu = pids.length > 0 ? (await cpuTotal()) - cpuBefore : NaN;
+  const peak = pids.length > 0 ? (await Promise.all(watches.map((watch) => watch.stop()))).reduce((a, b) => a + b, 0) : NaN;
   const coresUsed = cpu / seconds;
   const requestsPerSecond = result.requests.total / seconds;
   return {
@@ -193,7 +195,7 @@ export async function runWorkload(workload: Workload, connections: number, start
     for (const base of infos) await fetch(`${url}${base}/info.json`);
     const warmupSeconds = round(Number(process.hrtime.bigint() - warming) / 1e9);
     await warmUp(url, workload, connections);
-    return { ...(await measure(server, url, workload, connections)), warmupSeconds };
+    return { ...(await measure(server ? [server.pid] : [], url, workload, connections)), warmupSeconds };
   } finally {
     await server?.stop();
   }

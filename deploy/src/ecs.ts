@@ -17,6 +17,11 @@ export interface References {
   taskRoleArn: string;
   bucket: string;
   bucketPrefix: string;
+  /**
+   * Key prefix of the fleet's shared derivative store in the same bucket (IIIF_DERIVATIVE_PREFIX):
+   * the only keys the service may write. Empty: each container keeps its own pyramids.
+   */
+  derivativePrefix: string;
   logGroup: string;
   region: string;
   cluster: string;
@@ -36,6 +41,7 @@ export const PLACEHOLDERS: References = {
   taskRoleArn: '${TASK_ROLE_ARN}',
   bucket: '${IMAGE_BUCKET}',
   bucketPrefix: '${IMAGE_PREFIX}',
+  derivativePrefix: '${DERIVATIVE_PREFIX}',
   logGroup: '${LOG_GROUP}',
   region: '${AWS_REGION}',
   cluster: '${CLUSTER}',
@@ -62,6 +68,9 @@ function environment(refs: References, sizing: TaskSizing): Array<{ name: string
     IIIF_SOURCE: 's3',
     IIIF_S3_BUCKET: refs.bucket,
     IIIF_S3_PREFIX: refs.bucketPrefix,
+    // One conversion per source version for the whole fleet, read by range by every container;
+    // an empty value switches the shared store off (src/config.ts).
+    IIIF_DERIVATIVE_PREFIX: refs.derivativePrefix,
     // The image's own folders below its VOLUME (docker/Dockerfile), which the cache volume is mounted on.
     IIIF_CACHE_DIR: `${cacheMount}/sources`,
     IIIF_CACHE_MAX_BYTES: sourceCacheBytes,
@@ -124,22 +133,20 @@ export function taskDefinition(refs: References, sizing: TaskSizing) {
   };
 }
 
-/** What the one-off derivatives task adds: where derivatives go, and a role that may write there (deploy/README.md). */
+/** What the one-off derivatives task adds: a role that may write under the derivative prefix (deploy/README.md). */
 export interface DerivativeReferences {
-  prefix: string;
   taskRoleArn: string;
 }
 
 export const DERIVATIVE_PLACEHOLDERS: DerivativeReferences = {
-  prefix: '${DERIVATIVE_PREFIX}',
   taskRoleArn: '${DERIVATIVE_TASK_ROLE_ARN}',
 };
 
 /**
  * A one-off task (`aws ecs run-task`) that publishes the fleet's derivatives of the image
  * prefix ahead of traffic: `iiif-elastic pyramid s3://bucket/prefix --to-derivatives`. The
- * service's container (image, volumes, limits, environment) with the derivative prefix set, a
- * role that may write under it, and no ports, health check or metrics labels: it serves nothing.
+ * service's container (image, volumes, limits, environment, the derivative prefix included), a
+ * role of its own, and no ports, health check or metrics labels: it serves nothing.
  */
 export function derivativesTaskDefinition(refs: References, derivatives: DerivativeReferences, sizing: TaskSizing) {
   const server = taskDefinition(refs, sizing);
@@ -154,7 +161,6 @@ export function derivativesTaskDefinition(refs: References, derivatives: Derivat
         ...container,
         name: `${settings.container.name}-derivatives`,
         command: ['node', 'dist/src/cli.js', 'pyramid', `s3://${refs.bucket}/${refs.bucketPrefix}`, '--to-derivatives'],
-        environment: [...container.environment, { name: 'IIIF_DERIVATIVE_PREFIX', value: derivatives.prefix }],
       },
     ],
   };

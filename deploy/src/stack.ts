@@ -11,7 +11,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { App, Aws, CfnCondition, CfnDeletionPolicy, CfnMapping, CfnOutput, CfnParameter, CfnResource, DefaultStackSynthesizer, Fn, Stack, Token } from 'aws-cdk-lib';
+import { App, Aws, CfnCondition, CfnDeletionPolicy, CfnMapping, CfnOutput, CfnParameter, CfnResource, DefaultStackSynthesizer, Fn, type IResolvable, Stack, Token } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -25,7 +25,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { RegionInfo } from 'aws-cdk-lib/region-info';
 import type { Construct } from 'constructs';
 import type { Capacity } from './capacity.js';
-import { serviceDefinition, taskDefinition } from './ecs.js';
+import { derivativesTaskDefinition, serviceDefinition, taskDefinition } from './ecs.js';
 import { settings } from './settings.js';
 import type { Sizing } from './sizing.js';
 
@@ -43,10 +43,11 @@ function policy(statements: Statement[]) {
   };
 }
 
-function role(scope: Construct, id: string, service: string, statements: Statement[]): iam.CfnRole {
+/** A role `service` may assume, with its statements as one policy, plus `more` policies (conditional ones, for instance). */
+function role(scope: Construct, id: string, service: string, statements: Statement[], more: IResolvable[] = []): iam.CfnRole {
   return new iam.CfnRole(scope, id, {
     assumeRolePolicyDocument: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { Service: service }, Action: 'sts:AssumeRole' }] },
-    policies: [{ policyName: 'least-privilege', policyDocument: policy(statements) }],
+    policies: [{ policyName: 'least-privilege', policyDocument: policy(statements) }, ...more],
   });
 }
 
@@ -116,6 +117,15 @@ export class IiifStack extends Stack {
     });
     const bucket = parameter('ImageBucket', { type: 'String', description: "S3 bucket holding the source images (read only), in this stack's region" });
     const prefix = parameter('ImagePrefix', { type: 'String', default: '', description: 'Key prefix of the images in the bucket' });
+    const derivativePrefix = parameter('DerivativePrefix', {
+      type: 'String',
+      default: 'derivatives/',
+      // No "*" (it would widen the write grant) and no leading "/"; a folder, so the grant ends at it.
+      allowedPattern: "^([A-Za-z0-9!_.'()-][A-Za-z0-9!_.'()/-]*/)?$",
+      constraintDescription: 'empty, or a key prefix ending in "/" without "*"',
+      description:
+        "Key prefix in ImageBucket of the fleet's shared derivative store (pyramids and image information made once per source version, read by every container): the only keys the containers may write or delete. Keep it apart from the source images. Empty: each container converts and keeps its own pyramids, and the task role only reads",
+    });
     const instanceType = parameter('InstanceType', {
       type: 'String',
       default: settings.hosts.instanceType,
@@ -132,6 +142,8 @@ export class IiifStack extends Stack {
     const maxTasks = parameter('MaxTasks', { type: 'Number', default: settings.service.maxTasks, minValue: 2 });
 
     const hasImage = new CfnCondition(this, 'HasImage', { expression: Fn.conditionNot(Fn.conditionEquals(imageTag.valueAsString, '')) });
+    const hasDerivatives = new CfnCondition(this, 'HasDerivatives', { expression: Fn.conditionNot(Fn.conditionEquals(derivativePrefix.valueAsString, '')) });
+    const hasImageAndDerivatives = new CfnCondition(this, 'HasImageAndDerivatives', { expression: Fn.conditionAnd(hasImage, hasDerivatives) });
     const hostTypes = new CfnMapping(this, 'HostTypes', {
       mapping: Object.fromEntries(Object.entries(sizing.hosts).map(([type, host]) => [type, { VolumeGiB: host.volumeGiB, TasksPerHost: host.tasksPerHost }])),
     });
@@ -320,15 +332,29 @@ export class IiifStack extends Stack {
       { actions: ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'], resources: [repository.attrArn] },
       { actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.attrArn] },
     ]);
-    const taskRole = role(this, 'TaskRole', 'ecs-tasks.amazonaws.com', [
-      { actions: ['s3:GetObject'], resources: [Fn.sub('arn:${AWS::Partition}:s3:::${Bucket}/${Prefix}*', { Bucket: bucket.valueAsString, Prefix: prefix.valueAsString })] },
-      // Listing lets S3 answer "no such key" (404) instead of "access denied" for missing images.
-      {
-        actions: ['s3:ListBucket'],
-        resources: [Fn.sub('arn:${AWS::Partition}:s3:::${Bucket}', { Bucket: bucket.valueAsString })],
-        condition: { StringLike: { 's3:prefix': Fn.sub('${Prefix}*', { Prefix: prefix.valueAsString }) } },
-      },
+    // S3 grants by key prefix: objects below it, and listing below it (listing lets S3 answer
+    // "no such key", 404, instead of "access denied" for a missing key).
+    const objectsBelow = (keyPrefix: string) => Fn.sub('arn:${AWS::Partition}:s3:::${Bucket}/${Prefix}*', { Bucket: bucket.valueAsString, Prefix: keyPrefix });
+    const listBelow = (keyPrefix: string): Statement => ({
+      actions: ['s3:ListBucket'],
+      resources: [Fn.sub('arn:${AWS::Partition}:s3:::${Bucket}', { Bucket: bucket.valueAsString })],
+      condition: { StringLike: { 's3:prefix': Fn.sub('${Prefix}*', { Prefix: keyPrefix }) } },
+    });
+    const readSources: Statement[] = [{ actions: ['s3:GetObject'], resources: [objectsBelow(prefix.valueAsString)] }, listBelow(prefix.valueAsString)];
+    // The derivative store: leases (conditional creates, deletes), pyramids and their image
+    // information, all below DerivativePrefix and nowhere else.
+    const derivativeStore: Statement[] = [
+      { actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], resources: [objectsBelow(derivativePrefix.valueAsString)] },
+      listBelow(derivativePrefix.valueAsString),
+    ];
+    // The sources stay read-only; the derivative store's grant exists only while a prefix is set
+    // (an empty one would make it the whole bucket).
+    const taskRole = role(this, 'TaskRole', 'ecs-tasks.amazonaws.com', readSources, [
+      Fn.conditionIf(hasDerivatives.logicalId, { PolicyName: 'derivative-store', PolicyDocument: policy(derivativeStore) }, Aws.NO_VALUE),
     ]);
+    // The one-off task that pre-builds the derivatives (ecs/derivatives-task-definition.json): the same grants, a role of its own.
+    const derivativesTaskRole = role(this, 'DerivativesTaskRole', 'ecs-tasks.amazonaws.com', [...readSources, ...derivativeStore]);
+    derivativesTaskRole.cfnOptions.condition = hasDerivatives;
 
     // Deployment alarms: a rollout whose tasks stay healthy but answer errors or slowly is rolled back too.
     const alarms = settings.alarms;
@@ -370,6 +396,7 @@ export class IiifStack extends Stack {
       taskRoleArn: taskRole.attrArn,
       bucket: bucket.valueAsString,
       bucketPrefix: prefix.valueAsString,
+      derivativePrefix: derivativePrefix.valueAsString,
       logGroup: logGroup.ref,
       region: Aws.REGION,
       cluster: cluster.ref,
@@ -382,6 +409,8 @@ export class IiifStack extends Stack {
       return resource;
     };
     const task = withImage(new ecs.CfnTaskDefinition(this, 'TaskDefinition', taskDefinition(refs, sizing))) as ecs.CfnTaskDefinition;
+    const derivativesTask = new ecs.CfnTaskDefinition(this, 'DerivativesTaskDefinition', derivativesTaskDefinition(refs, { taskRoleArn: derivativesTaskRole.attrArn }, sizing));
+    derivativesTask.cfnOptions.condition = hasImageAndDerivatives;
     // Two ECS API names that CloudFormation spells differently (an unknown L1 prop is dropped
     // silently: a test compares the two renderings key by key).
     const { placementStrategy, enableECSManagedTags, ...service } = serviceDefinition(refs);
@@ -439,6 +468,8 @@ export class IiifStack extends Stack {
     output('TargetGroupArn', targetGroup.ref);
     output('ExecutionRoleArn', executionRole.attrArn);
     output('TaskRoleArn', taskRole.attrArn);
+    output('DerivativesTaskRoleArn', derivativesTaskRole.attrArn, hasDerivatives);
+    output('DerivativesTaskDefinitionArn', derivativesTask.ref, hasImageAndDerivatives);
     output('LogGroupName', logGroup.ref);
     output('AccessLogBucketName', accessLogs.ref);
     output('CapacityProviderName', capacityProvider.ref);

@@ -25,8 +25,8 @@ const serverOptions = (port: number): string =>
 
 /**
  * HAProxy's configuration for replicas on 127.0.0.1: round robin, health-checked on /health,
- * a refused connection retried on another replica (`option redispatch 1`), and an admin socket
- * for adding and removing replicas without a reload.
+ * a refused connection retried on another replica (`option redispatch 1`), the replica's name in
+ * each answer's `x-served-by`, and an admin socket for adding and removing replicas without a reload.
  */
 export function haproxyConfig({ port, adminSocket, backends }: { port: number; adminSocket: string; backends: Backend[] }): string {
   return [
@@ -48,6 +48,8 @@ export function haproxyConfig({ port, adminSocket, backends }: { port: number; a
     '  balance roundrobin',
     '  option httpchk GET /health',
     '  http-check expect status 200',
+    // Which replica answered, for benchmarks that follow one replica's share of the traffic.
+    '  http-response set-header x-served-by %s',
     ...backends.map(({ name, port: backendPort }) => `  server ${name} ${serverOptions(backendPort)}`),
     '',
   ].join('\n');

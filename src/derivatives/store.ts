@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { PRECONDITION_FAILED, type Bucket, type FileBody, type PutOptions } from './bucket.js';
+import { directorySpans, formatSpans, parseSpans, type ByteSpan } from './directories.js';
 import { DerivativeStoreError, LeaseLostError } from './errors.js';
 import { FILES, parseKey, sourceDir, unquote, versionDir, versionHash, versionKeys, type VersionKeys } from './keys.js';
 
@@ -16,6 +17,8 @@ export interface Derivative {
   /** The image information stored beside it (see readInfo). */
   infoKey: string;
   infoEtag: string;
+  /** Where the pyramid's directories lie (directories.ts): fetched at once when it is opened. Empty when not recorded. */
+  directories: ByteSpan[];
 }
 
 /** What a converter made locally and hands to upload. */
@@ -97,13 +100,13 @@ export class DerivativeStore {
   /** The complete derivative of this source version, or undefined (none, half-written, or of another version). */
   async find(sourceKey: string, etag: string): Promise<Derivative | undefined> {
     const keys = this.keys(sourceKey, etag);
-    const marker = await this.bucket.head(keys.complete);
+    // Both at once: one round trip before a container can read the derivative, not two.
+    const [marker, pyramid] = await Promise.all([this.bucket.head(keys.complete), this.bucket.head(keys.pyramid)]);
     if (!marker) return undefined;
     const recorded = marker.metadata;
     const pyramidSize = Number(recorded['pyramid-size']);
     if (recorded['source-etag'] !== unquote(etag) || !recorded['pyramid-etag'] || !recorded['info-etag'] || !Number.isSafeInteger(pyramidSize)) return undefined;
     // A pyramid replaced after the marker (a converter racing an expired lease) is not the one published.
-    const pyramid = await this.bucket.head(keys.pyramid);
     if (pyramid?.etag !== recorded['pyramid-etag'] || pyramid.size !== pyramidSize) return undefined;
     return {
       sourceKey,
@@ -114,6 +117,7 @@ export class DerivativeStore {
       pyramidEtag: pyramid.etag,
       infoKey: keys.info,
       infoEtag: recorded['info-etag'],
+      directories: parseSpans(recorded.directories, pyramidSize),
     };
   }
 
@@ -137,6 +141,7 @@ export class DerivativeStore {
   async upload(sourceKey: string, etag: string, files: DerivativeFiles, beforePublish: () => Promise<void> = async () => undefined): Promise<Derivative> {
     const keys = this.keys(sourceKey, etag);
     const pyramid: FileBody = { path: files.pyramidPath, size: (await stat(files.pyramidPath)).size };
+    const directories = await directorySpans(files.pyramidPath);
     try {
       const pyramidEtag = await this.write(keys.pyramid, pyramid, { contentType: 'image/tiff' });
       const stored = await this.bucket.head(keys.pyramid);
@@ -154,8 +159,15 @@ export class DerivativeStore {
         pyramidEtag,
         infoKey: keys.info,
         infoEtag,
+        directories,
       };
-      const metadata = { 'source-etag': derivative.etag, 'pyramid-size': String(pyramid.size), 'pyramid-etag': pyramidEtag, 'info-etag': infoEtag };
+      const metadata = {
+        'source-etag': derivative.etag,
+        'pyramid-size': String(pyramid.size),
+        'pyramid-etag': pyramidEtag,
+        'info-etag': infoEtag,
+        ...(directories.length > 0 ? { directories: formatSpans(directories) } : {}),
+      };
       // The body repeats the metadata for people browsing the bucket; find() reads the metadata.
       await this.write(keys.complete, Buffer.from(JSON.stringify(derivative)), { contentType: 'application/json', metadata });
       return derivative;

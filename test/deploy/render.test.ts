@@ -27,7 +27,7 @@ const timings = stopTimings();
 let task: Json & { containerDefinitions: Json[] };
 let service: Json;
 let derivativesTask: Json & { containerDefinitions: Json[] };
-let templateJson: Json & { Resources: Record<string, Resource>; Parameters: Record<string, Json>; Mappings: Record<string, Record<string, Json>> };
+let templateJson: Json & { Resources: Record<string, Resource>; Parameters: Record<string, Json>; Mappings: Record<string, Record<string, Json>>; Conditions: Record<string, unknown> };
 let template: Template;
 
 // Rendering synthesizes a CDK app: seconds when idle, far more on a busy machine. No test here
@@ -150,8 +150,17 @@ describe('ECS task definition', () => {
   });
 
   it('gives the server an environment its own configuration reader accepts', () => {
-    const env = Object.fromEntries(Object.entries(environment()).map(([name, value]) => [name, value.replace('${IMAGE_BUCKET}', 'images').replace('${IMAGE_PREFIX}', 'scans/').replace('${AWS_REGION}', 'eu-west-1')]));
-    const config = loadConfig(env);
+    const filled = (derivativePrefix: string) =>
+      Object.fromEntries(
+        Object.entries(environment()).map(([name, value]) => [
+          name,
+          value.replace('${IMAGE_BUCKET}', 'images').replace('${IMAGE_PREFIX}', 'scans/').replace('${AWS_REGION}', 'eu-west-1').replace('${DERIVATIVE_PREFIX}', derivativePrefix),
+        ]),
+      );
+    const config = loadConfig(filled('derivatives/'));
+    // The fleet's derivative store by default, in the image bucket; an empty prefix switches it off.
+    expect(config.derivatives).toMatchObject({ bucket: 'images', prefix: 'derivatives/' });
+    expect(loadConfig(filled('')).derivatives).toBeUndefined();
     expect(config.source).toBe('s3');
     expect(config.s3).toMatchObject({ bucket: 'images', prefix: 'scans/' });
     expect(config.cache).toEqual({ dir: '/var/cache/iiif/sources', maxBytes: settings.container.sourceCacheBytes });
@@ -163,7 +172,7 @@ describe('ECS task definition', () => {
   });
 
   it('is the same task definition the stack registers, key for key', () => {
-    expect(keyPaths(onlyResource('AWS::ECS::TaskDefinition').Properties)).toEqual(keyPaths(task));
+    expect(keyPaths(templateJson.Resources.TaskDefinition!.Properties)).toEqual(keyPaths(task));
   });
 });
 
@@ -325,7 +334,7 @@ describe('CloudFormation stack (CDK assertions)', () => {
       { tagStatus: 'untagged', countType: 'sinceImagePushed', countUnit: 'days', countNumber: 7 },
       { tagStatus: 'any', countType: 'imageCountMoreThan', countNumber: 50 },
     ]);
-    const [taskDefinition] = onlyResource('AWS::ECS::TaskDefinition').Properties.ContainerDefinitions as Json[];
+    const [taskDefinition] = templateJson.Resources.TaskDefinition!.Properties.ContainerDefinitions as Json[];
     expect(taskDefinition!.Image).toEqual({ 'Fn::Sub': ['${Uri}:${Tag}', { Uri: { 'Fn::GetAtt': ['Repository', 'RepositoryUri'] }, Tag: { Ref: 'ImageTag' } }] });
   });
 
@@ -359,17 +368,59 @@ describe('CloudFormation stack (CDK assertions)', () => {
     expect(provider.AutoScalingGroupProvider.ManagedScaling.TargetCapacity).toBeLessThan(100);
   });
 
-  it('grants no wildcard IAM action, pulls only from its own repository, and the task only reads the image bucket', () => {
-    type Role = { Properties: { Policies: Array<{ PolicyDocument: { Statement: Array<{ Action: string[]; Resource: unknown[] }> } }> } };
+  it('grants no wildcard IAM action, pulls only from its own repository; the tasks read the sources and write only below the derivative prefix', () => {
+    type Statement = { Action: string[]; Resource: unknown[] };
+    type Policy = { PolicyName: string; PolicyDocument: { Statement: Statement[] } };
+    type Role = { Condition?: string; Properties: { Policies: Array<Policy | { 'Fn::If': [string, Policy, unknown] }> } };
     const roles = Object.fromEntries(resources('AWS::IAM::Role')) as unknown as Record<string, Role>;
-    expect(Object.keys(roles).sort()).toEqual(['ExecutionRole', 'HostRole', 'TaskRole']);
-    const statements = (name: string) => roles[name]!.Properties.Policies.flatMap((p) => p.PolicyDocument.Statement);
+    expect(Object.keys(roles).sort()).toEqual(['DerivativesTaskRole', 'ExecutionRole', 'HostRole', 'TaskRole']);
+    // A conditional policy counts as granted (its condition is checked below).
+    const policies = (name: string) => roles[name]!.Properties.Policies.map((p) => ('Fn::If' in p ? p['Fn::If'][1] : p));
+    const statements = (name: string) => policies(name).flatMap((p) => p.PolicyDocument.Statement);
     const actions = Object.keys(roles).flatMap((name) => statements(name).flatMap((s) => s.Action));
     expect(actions.length).toBeGreaterThan(5);
     for (const action of actions) expect(action).not.toContain('*');
     expect(statements('ExecutionRole').find((s) => s.Action.includes('ecr:BatchGetImage'))!.Resource).toEqual([{ 'Fn::GetAtt': ['Repository', 'Arn'] }]);
-    expect(statements('TaskRole').flatMap((s) => s.Action).sort()).toEqual(['s3:GetObject', 's3:ListBucket']);
-    for (const statement of statements('TaskRole')) expect(JSON.stringify(statement.Resource)).toContain('"Ref":"ImageBucket"');
+    const reads = ['s3:GetObject', 's3:ListBucket'];
+    for (const name of ['TaskRole', 'DerivativesTaskRole']) {
+      expect(statements(name).flatMap((s) => s.Action).sort()).toEqual(['s3:DeleteObject', 's3:GetObject', 's3:GetObject', 's3:ListBucket', 's3:ListBucket', 's3:PutObject']);
+      for (const statement of statements(name)) {
+        const resource = JSON.stringify(statement.Resource);
+        expect(resource).toContain('"Ref":"ImageBucket"');
+        // Every write or delete is scoped to the derivative prefix, never to the sources' prefix.
+        if (statement.Action.some((action) => !reads.includes(action))) {
+          expect(resource).toContain('"Ref":"DerivativePrefix"');
+          expect(resource).not.toContain('"Ref":"ImagePrefix"');
+        }
+      }
+    }
+    // The sources are read, nothing more; listing is scoped to each prefix.
+    const sourceStatements = statements('TaskRole').filter((s) => JSON.stringify(s).includes('"Ref":"ImagePrefix"'));
+    expect(sourceStatements.flatMap((s) => s.Action).sort()).toEqual(reads);
+    // An empty prefix would make the grant the whole bucket: without one, neither the write policy nor the one-off role exist.
+    const [conditional] = roles.TaskRole!.Properties.Policies.filter((p) => 'Fn::If' in p) as Array<{ 'Fn::If': [string, Policy, unknown] }>;
+    expect(conditional!['Fn::If'][0]).toBe('HasDerivatives');
+    expect(conditional!['Fn::If'][2]).toEqual({ Ref: 'AWS::NoValue' });
+    expect(roles.DerivativesTaskRole!.Condition).toBe('HasDerivatives');
+    expect(templateJson.Conditions.HasDerivatives).toEqual({ 'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'DerivativePrefix' }, ''] }] });
+  });
+
+  it('uses the fleet derivative store by default: a DerivativePrefix parameter, empty to switch it off', () => {
+    template.hasParameter('DerivativePrefix', { Type: 'String', Default: 'derivatives/' });
+    const pattern = new RegExp(templateJson.Parameters.DerivativePrefix!.AllowedPattern as string);
+    expect(['', 'derivatives/', 'iiif/derivatives/'].map((value) => pattern.test(value))).toEqual([true, true, true]);
+    // No wildcard that would widen the write grant, no leading slash, and a folder (the grant ends at its "/").
+    expect(['*', 'derivatives/*', 'derivatives', '/derivatives/', 'a*/'].map((value) => pattern.test(value))).toEqual([false, false, false, false, false]);
+    const environment = (templateJson.Resources.TaskDefinition!.Properties.ContainerDefinitions as Array<{ Environment: Array<{ Name: string; Value: unknown }> }>)[0]!.Environment;
+    expect(environment).toContainEqual({ Name: 'IIIF_DERIVATIVE_PREFIX', Value: { Ref: 'DerivativePrefix' } });
+  });
+
+  it('registers the one-off derivatives task with its own role, once there is an image and a derivative prefix', () => {
+    const derivatives = templateJson.Resources.DerivativesTaskDefinition!;
+    expect(derivatives.Condition).toBe('HasImageAndDerivatives');
+    expect(derivatives.Properties.TaskRoleArn).toEqual({ 'Fn::GetAtt': ['DerivativesTaskRole', 'Arn'] });
+    expect(keyPaths(derivatives.Properties)).toEqual(keyPaths(derivativesTask));
+    expect(templateJson.Conditions.HasImageAndDerivatives).toEqual({ 'Fn::And': [{ Condition: 'HasImage' }, { Condition: 'HasDerivatives' }] });
   });
 
   it('records which measurement the thresholds came from', () => {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { directorySpans } from '../../src/derivatives/directories.js';
 import { DerivativeStoreError } from '../../src/derivatives/errors.js';
 import { versionHash } from '../../src/derivatives/keys.js';
 import type { Derivatives } from '../../src/derivatives/open.js';
@@ -43,6 +44,9 @@ describe('the derivative store', () => {
     const found = await derivatives.find('photos/a.jpg', 'etag-1');
     expect(found).toEqual(published);
     expect(found).toMatchObject({ sourceKey: 'photos/a.jpg', etag: 'etag-1', pyramidKey: keys.pyramid, pyramidSize: pyramidBytes.length });
+    // Where its directories lie, for readers to fetch at once.
+    expect(found!.directories.length).toBeGreaterThan(0);
+    expect(found!.directories).toEqual(await directorySpans(files.pyramidPath));
     const stored = await objectBytes(store, found!.pyramidKey);
     expect(stored.equals(pyramidBytes)).toBe(true);
     expect((await sharp(stored).metadata()).pages).toBe(4);

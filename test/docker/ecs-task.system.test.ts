@@ -28,7 +28,7 @@ let task: LocalTask | undefined;
 
 /** The committed task definition with the values an operator fills in with envsubst (deploy/README.md). */
 async function committedTask(): Promise<TaskDefinition> {
-  const values: Record<string, string> = { [PLACEHOLDERS.image]: IMAGE, [PLACEHOLDERS.bucket]: BUCKET, [PLACEHOLDERS.bucketPrefix]: '', [PLACEHOLDERS.region]: 'us-east-1' };
+  const values: Record<string, string> = { [PLACEHOLDERS.image]: IMAGE, [PLACEHOLDERS.bucket]: BUCKET, [PLACEHOLDERS.bucketPrefix]: '', [PLACEHOLDERS.derivativePrefix]: '', [PLACEHOLDERS.region]: 'us-east-1' };
   let text = await readFile(join(deployDir(), ARTIFACTS.taskDefinition), 'utf8');
   for (const [placeholder, value] of Object.entries(values)) text = text.replaceAll(placeholder, value);
   return JSON.parse(text) as TaskDefinition;

@@ -1,5 +1,6 @@
 import type { Counter } from 'prom-client';
 import type { Log } from '../../cache/disk-cache.js';
+import { prefetch } from '../../derivatives/directories.js';
 import { DerivativeStoreError } from '../../derivatives/errors.js';
 import type { FleetConversions } from '../../derivatives/fleet.js';
 import type { Derivative, DerivativeStore } from '../../derivatives/store.js';
@@ -55,7 +56,11 @@ export class SharedPyramids {
       this.working();
       if (!obtained.derivative) return undefined;
       // Built here: this container's own copy is the cheapest to read.
-      return built ?? this.options.open(obtained.derivative);
+      if (built) return built;
+      const file = this.options.open(obtained.derivative);
+      // Every directory in one round of requests, rather than one after another as a walk would.
+      await prefetch(file.reader, obtained.derivative.directories);
+      return file;
     } catch (error) {
       if (!(error instanceof DerivativeStoreError)) throw error;
       this.failed(error);
