@@ -48,7 +48,10 @@ export class Jp2Decoders {
   private closed = false;
   private readonly checked = new Memo<true>({ max: CHECKED_FILES });
 
-  constructor(private readonly maxBytes: number) {}
+  constructor(
+    private readonly maxBytes: number,
+    private readonly idleMs = IDLE_MS,
+  ) {}
 
   /**
    * One area of one level, as decodeJp2 describes it (the same errors), with a kept decoder of
@@ -117,7 +120,7 @@ export class Jp2Decoders {
       this.close(lease);
       return;
     }
-    lease.timer = setTimeout(() => this.close(lease), IDLE_MS).unref();
+    lease.timer = setTimeout(() => this.close(lease), this.idleMs).unref();
     this.idle.push(lease);
   }
 
