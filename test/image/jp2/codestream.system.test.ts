@@ -88,6 +88,26 @@ describe('JPEG 2000 header from opj_compress files', () => {
     expect(jp2Header(await readFile(samples['signed.j2k']!), MAX_PIXELS).components).toMatchObject([{ precision: 12, signed: true, dx: 1, dy: 1 }]);
     // -c [128,128],[128,128],[64,64]: given for the highest resolutions, halving below.
     expect(tiled.components[0]!.coding.precincts.map((p) => p.width)).toEqual([4, 8, 16, 32, 64, 128, 128]);
+    // opj_compress marks an alpha channel with channel definitions (cdef); colour and grey have none.
+    const remaps = async (name: string) => jp2Header(await readFile(samples[name]!), MAX_PIXELS).remapsComponents;
+    expect(await Promise.all(['alpha.jp2', 'grey-alpha.jp2', 'tiled.jp2', 'untiled-grey.jp2', 'offset.j2k'].map(remaps))).toEqual([true, true, false, false, false]);
+  });
+
+  it('says whether the JP2 header remaps components (pclr, cmap, cdef), looking inside its header box only', () => {
+    const codestreamBox = box('jp2c', codestream(siz(), cod(), qcd()));
+    const withChild = (type: string) => {
+      const boxes = jp2Boxes();
+      const child = box(type, Buffer.alloc(6));
+      // The header box is the last of jp2Boxes(): grow it by the child.
+      const header = boxes.lastIndexOf(Buffer.from('jp2h'));
+      const grown = Buffer.concat([boxes, child]);
+      grown.writeUInt32BE(boxes.readUInt32BE(header - 4) + child.length, header - 4);
+      return Buffer.concat([grown, codestreamBox]);
+    };
+    for (const type of ['pclr', 'cmap', 'cdef']) expect(jp2Header(withChild(type), MAX_PIXELS).remapsComponents).toBe(true);
+    expect(jp2Header(withChild('res '), MAX_PIXELS).remapsComponents).toBe(false);
+    // A cdef box outside the header does not count.
+    expect(jp2Header(Buffer.concat([jp2Boxes(), box('cdef', Buffer.alloc(6)), codestreamBox]), MAX_PIXELS).remapsComponents).toBe(false);
   });
 
   it('asks for more bytes until the prefix holds the header, then reads the same header', async () => {
