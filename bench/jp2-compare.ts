@@ -63,7 +63,7 @@ export interface Jp2Run {
   errors: number;
   non2xx: number;
   probe: Latency & { path: string };
-  /** Before the first request, after the cold tile (our copy of the file held), peak, SETTLE_MS after the load. */
+  /** Before the first request, after the cold tile (our level-0 decoder kept open), peak, SETTLE_MS after the load. */
   rssMiB: { atStart: number; afterCold: number; peak: number; afterLoad: number };
 }
 

@@ -1,14 +1,17 @@
 /**
  * What native JPEG 2000 costs (`npm run bench:jp2`): reading the header for info.json, and the
  * CPU one 256×256 tile takes to decode at full resolution and at reduce 3, with the OpenJPEG
- * addon, one decode at a time. The images are 12000×9000 photograph-like JP2s (bench/images.ts
+ * addon, one decode at a time: with a decoder of its own per tile, and with the decoders the
+ * server keeps open between tiles (src/image/jp2/pool.ts; the first tile of each level opens one). The images are 12000×9000 photograph-like JP2s (bench/images.ts
  * texture) encoded once into bench/data/ with Debian's opj_compress the way archives write them:
  * 7 levels, RPCL, 256×256 precincts, 4 quality layers, 9/7 wavelet at 8:1; untiled, untiled
  * with packet-length markers (PLT), and in 1024×1024 tiles.
  */
 import { readFile } from 'node:fs/promises';
-import { JP2_HEADER_PREFIX_BYTES, levelSize, readJp2Header } from '../src/image/jp2/codestream.js';
+import { JP2_HEADER_PREFIX_BYTES, jp2Header, levelSize, readJp2Header } from '../src/image/jp2/codestream.js';
 import { decodeJp2, jp2UnavailableReason, openJpegVersion } from '../src/image/jp2/decoder.js';
+import { Jp2Decoders } from '../src/image/jp2/pool.js';
+import { bufferReader } from '../src/source/range-reader.js';
 import { ARCHIVAL_JP2, ensureJp2, JP2_UNTILED } from './images.js';
 import { benchDataDir, machine } from './run.js';
 
@@ -40,22 +43,23 @@ function headerMicros(file: Buffer): number {
   return median(times);
 }
 
-/** CPU and wall ms per 256×256 tile of one level, over tiles spread across it. */
-async function tileCost(file: Buffer, reduce: number) {
-  const header = readJp2Header(file, { maxPixels: MAX_PIXELS, fileSize: file.length });
-  if (!('header' in header)) throw new Error('header not found');
-  const level = levelSize(header.header, reduce);
+/** CPU and wall ms per 256×256 tile of one level, over tiles spread across it, each with a decoder of its own or with kept ones. */
+async function tileCost(path: string, file: Buffer, reduce: number, kept: Jp2Decoders | undefined) {
+  const header = jp2Header(file, MAX_PIXELS);
+  const level = levelSize(header, reduce);
   const across = Math.floor(level.width / 256);
   const down = Math.floor(level.height / 256);
+  const source = { key: path, header, reader: bufferReader(file), whole: async () => path };
   const cpu: number[] = [];
   const wall: number[] = [];
   for (let i = 0; i < TILES_PER_LEVEL; i++) {
     // A diagonal walk over the level's whole tiles, so near and far ends of the file both count.
     const column = Math.floor((i * across) / TILES_PER_LEVEL);
     const row = (i * 7) % down;
+    const request = { reduce, region: { x: column * 256, y: row * 256, width: 256, height: 256 }, maxPixels: 65_536, maxSourcePixels: MAX_PIXELS };
     const since = process.cpuUsage();
     const start = performance.now();
-    await decodeJp2(file, { reduce, region: { x: column * 256, y: row * 256, width: 256, height: 256 }, maxPixels: 65_536, maxSourcePixels: MAX_PIXELS });
+    await (kept ? kept.decode(source, request) : decodeJp2(file, request));
     wall.push(performance.now() - start);
     cpu.push(cpuMs(since));
   }
@@ -66,15 +70,20 @@ async function main(): Promise<void> {
   const unavailable = jp2UnavailableReason();
   if (unavailable) throw new Error(unavailable);
   console.log(`${machine()}, OpenJPEG ${openJpegVersion()}, one decode at a time`);
-  console.log('| file | size MB | header µs (64 KB prefix) | reduce | CPU ms/tile median | p90 | wall ms median |');
-  console.log('|---|---|---|---|---|---|---|');
+  console.log('| file | size MB | header µs (64 KB prefix) | reduce | decoder | CPU ms/tile median | p90 | wall ms median |');
+  console.log('|---|---|---|---|---|---|---|---|');
   for (const [name, args] of FILES) {
-    const file = await readFile(await ensureJp2(benchDataDir(), name, args, (line) => console.log(line)));
+    const path = await ensureJp2(benchDataDir(), name, args, (line) => console.log(line));
+    const file = await readFile(path);
     const header = headerMicros(file).toFixed(1);
     for (const reduce of [0, 3]) {
-      const cost = await tileCost(file, reduce);
-      const size = (file.length / 2 ** 20).toFixed(1);
-      console.log(`| ${name} | ${size} | ${header} | ${reduce} | ${cost.cpuMedian.toFixed(1)} | ${cost.cpuP90.toFixed(1)} | ${cost.wallMedian.toFixed(1)} |`);
+      const kept = new Jp2Decoders(2 ** 30);
+      for (const [decoder, pool] of [['own', undefined], ['kept', kept]] as const) {
+        const cost = await tileCost(path, file, reduce, pool);
+        const size = (file.length / 2 ** 20).toFixed(1);
+        console.log(`| ${name} | ${size} | ${header} | ${reduce} | ${decoder} | ${cost.cpuMedian.toFixed(1)} | ${cost.cpuP90.toFixed(1)} | ${cost.wallMedian.toFixed(1)} |`);
+      }
+      kept.clear();
     }
   }
 }

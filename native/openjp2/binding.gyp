@@ -4,7 +4,7 @@
   "targets": [
     {
       "target_name": "openjp2",
-      "sources": ["src/addon.cc", "src/decode.cc", "src/memory_stream.cc"],
+      "sources": ["src/addon.cc", "src/decode.cc", "src/input_stream.cc"],
       "include_dirs": ["/usr/include/openjpeg-2.5"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api"],
       "libraries": ["-lopenjp2"],

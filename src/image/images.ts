@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { identifierPrefix, requestKey } from '../cache/keys.js';
+import { identifierPrefix, requestKey, versionKey } from '../cache/keys.js';
 import { ResultCache, type CachedResult } from '../cache/result-cache.js';
 import type { Config } from '../config.js';
 import { buildInfo, tileLayout } from '../iiif/info.js';
@@ -11,8 +11,8 @@ import { isSourceChanged, type ImageFile, type ImageSource, type SourceRef } fro
 import { Admission, type Lane } from './admission.js';
 import { laneFor, renderCost } from './cost.js';
 import { levelRead, type LevelRead } from './levels.js';
-import { decodeJp2 } from './jp2/decoder.js';
-import { Jp2Files } from './jp2/source.js';
+import { Jp2Decoders } from './jp2/pool.js';
+import type { Jp2Header } from './jp2/codestream.js';
 import type { ImageMetadata } from './metadata/types.js';
 import { Preparation } from './prepare.js';
 import type { SharedPyramids } from './pyramid/shared.js';
@@ -66,8 +66,8 @@ export class Images {
   private readonly pyramidFiles: LocalFiles;
   /** Retry-After when a render in each lane runs past its deadline. */
   private readonly retryAfter: Record<Lane, number>;
-  /** JPEG 2000 files in memory for the decoder. */
-  private readonly jp2Files: Jp2Files;
+  /** OpenJPEG decoders kept open for the JPEG 2000 images being read. */
+  private readonly jp2Decoders: Jp2Decoders;
   /** Whether stored JPEG tiles are rendered by the native libjpeg-turbo addon (when built and not turned off). */
   private readonly nativeJpeg: boolean;
 
@@ -82,7 +82,7 @@ export class Images {
     this.results = new ResultCache(config.resultCacheBytes, config.resultCacheMaxItemBytes, metrics);
     this.pyramidFiles = new LocalFiles(config.openTileFiles);
     this.retryAfter = { cheap: config.renderRetryAfterSeconds, expensive: config.largeRenderRetryAfterSeconds };
-    this.jp2Files = new Jp2Files(config.jp2MemoryBytes);
+    this.jp2Decoders = new Jp2Decoders(config.jp2MemoryBytes);
     this.nativeJpeg = config.nativeJpeg && nativeJpegAvailable();
     this.admission = new Admission(
       {
@@ -159,7 +159,7 @@ export class Images {
     const read = plan.readOf === image.metadata ? plan.read : await levelRead(image.metadata, plan);
     const { level, region } = read;
     const { reader } = image.input;
-    if (image.metadata.jp2) return this.decodeJp2(image, plan, read);
+    if (image.metadata.jp2) return this.decodeJp2(image, plan, read, image.metadata.jp2);
     const { encoding } = this.config;
     const deadline = this.deadline(plan);
     const spot = locateTiles(plan, read, level.tiles);
@@ -203,13 +203,15 @@ export class Images {
 
   /**
    * JPEG 2000: OpenJPEG decodes only the region, at the resolution level the plan chose
-   * (reduce), on the libuv pool; sharp then sizes, turns and encodes it like any other render.
+   * (reduce), on the libuv pool, with a decoder kept open for this file and level when there is
+   * one (jp2/pool.ts); sharp then sizes, turns and encodes it like any other render.
    */
-  private async decodeJp2(image: ResolvedImage, plan: ImagePlan, read: LevelRead): Promise<CachedResult> {
+  private decodeJp2(image: ResolvedImage, plan: ImagePlan, read: LevelRead, header: Jp2Header): Promise<CachedResult> {
     const { level, region } = read;
-    const file = await this.jp2Files.bytes(image.input, image.source.identifier, image.source.version);
+    const { input, source } = image;
+    const file = { key: versionKey(source.identifier, source.version), header, reader: input.reader, whole: () => input.whole() };
     return this.decode(plan, 'jp2', async () => {
-      const raster = await decodeJp2(file, {
+      const raster = await this.jp2Decoders.decode(file, {
         reduce: level.page,
         region,
         maxPixels: Math.floor(this.config.renderMemoryBytes / 4),
@@ -242,11 +244,13 @@ export class Images {
     await this.source.purge?.(identifier);
     await this.preparation.purge(identifier);
     this.results.purge(identifierPrefix(identifier));
+    this.jp2Decoders.forget(identifierPrefix(identifier));
   }
 
   /** Closes the files kept open for reads and lets the source finish its cache writes (the server is shutting down). */
   async close(): Promise<void> {
     this.pyramidFiles.clear();
+    this.jp2Decoders.clear();
     await this.source.close?.();
   }
 

@@ -1,13 +1,18 @@
 #include "decode.h"
 
+#include <fcntl.h>
 #include <openjpeg.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <vector>
 
-#include "memory_stream.h"
+#include "input_stream.h"
 
 namespace {
 
@@ -25,19 +30,6 @@ void keep_first_error(const char* text, void* user) {
 }
 void drop_message(const char*, void*) {}
 
-// Everything OpenJPEG allocated for one decode, released on every path out.
-struct Session {
-  opj_codec_t* codec = nullptr;
-  opj_stream_t* stream = nullptr;
-  opj_image_t* image = nullptr;
-  std::string first_error;
-  ~Session() {
-    if (image != nullptr) opj_image_destroy(image);
-    if (stream != nullptr) opj_stream_destroy(stream);
-    if (codec != nullptr) opj_destroy_codec(codec);
-  }
-};
-
 DecodeResult fail(Failure failure, std::string message) {
   DecodeResult result;
   result.failure = failure;
@@ -46,8 +38,8 @@ DecodeResult fail(Failure failure, std::string message) {
 }
 
 // OpenJPEG's message when it gave one, else ours.
-DecodeResult undecodable(const Session& session, const char* fallback) {
-  return fail(Failure::kUndecodable, session.first_error.empty() ? fallback : session.first_error);
+DecodeResult undecodable(const std::string& first_error, const char* fallback) {
+  return fail(Failure::kUndecodable, first_error.empty() ? fallback : first_error);
 }
 
 uint32_t ceil_div(uint32_t value, uint32_t divisor) {
@@ -181,79 +173,147 @@ DecodeResult interleave(const opj_image_t* image, const Areas& area) {
 
 }  // namespace
 
-DecodeResult decode_jpeg2000(const uint8_t* bytes, size_t size, const DecodeOptions& options) {
-  OPJ_CODEC_FORMAT format;
-  if (size >= sizeof kJp2Signature && std::memcmp(bytes, kJp2Signature, sizeof kJp2Signature) == 0) {
-    format = OPJ_CODEC_JP2;
-  } else if (size >= sizeof kCodestreamStart && std::memcmp(bytes, kCodestreamStart, sizeof kCodestreamStart) == 0) {
-    format = OPJ_CODEC_J2K;
-  } else {
-    return fail(Failure::kUndecodable, "not a JPEG 2000 file");
-  }
-  if (options.reduce > 32) return fail(Failure::kBadArgument, "reduce is out of range");
+namespace {
 
-  Session session;
-  session.codec = opj_create_decompress(format);
-  if (session.codec == nullptr) return fail(Failure::kUndecodable, "OpenJPEG could not start a decoder");
-  opj_set_error_handler(session.codec, keep_first_error, &session.first_error);
-  opj_set_warning_handler(session.codec, drop_message, nullptr);
-  opj_set_info_handler(session.codec, drop_message, nullptr);
+// Opens the local file read-only for a stream, refusing one that is not `size` bytes long (replaced
+// or cut since its version was taken: its bytes are not the ones asked for). -1 with `failure` set
+// otherwise.
+int open_unchanged(const std::string& path, uint64_t size, DecodeResult* failure) {
+  int fd;
+  do {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  struct stat info;
+  if (fd >= 0 && fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && static_cast<uint64_t>(info.st_size) == size) return fd;
+  if (fd >= 0) close(fd);
+  *failure = fail(Failure::kChanged, "the file is gone or no longer the size it had");
+  return -1;
+}
+
+// The first bytes of the file, to tell a JP2 file from a raw codestream.
+bool read_signature(const Input& input, int fd, uint8_t* out, size_t length) {
+  if (input.size < length) return false;
+  if (input.bytes != nullptr) {
+    std::memcpy(out, input.bytes, length);
+    return true;
+  }
+  ssize_t got;
+  do {
+    got = pread(fd, out, length, 0);
+  } while (got < 0 && errno == EINTR);
+  return got == static_cast<ssize_t>(length);
+}
+
+}  // namespace
+
+Jp2Decoder::Jp2Decoder(Input input, uint32_t reduce, bool reusable) : input_(std::move(input)), reduce_(reduce), reusable_(reusable) {}
+
+Jp2Decoder::~Jp2Decoder() { release(); }
+
+void Jp2Decoder::release() {
+  if (image_ != nullptr) opj_image_destroy(image_);
+  if (stream_ != nullptr) opj_stream_destroy(stream_);
+  if (codec_ != nullptr) opj_destroy_codec(codec_);
+  image_ = nullptr;
+  stream_ = nullptr;
+  codec_ = nullptr;
+}
+
+// Sets up the codec, reads the header, checks what the interleaving supports and sets the level.
+DecodeResult Jp2Decoder::open() {
+  if (reduce_ > 32) return fail(Failure::kBadArgument, "reduce is out of range");
+  int fd = -1;
+  DecodeResult failure;
+  if (input_.bytes == nullptr && (fd = open_unchanged(input_.path, input_.size, &failure)) < 0) return failure;
+  uint8_t start[sizeof kJp2Signature];
+  OPJ_CODEC_FORMAT format = OPJ_CODEC_UNKNOWN;
+  if (read_signature(input_, fd, start, sizeof kJp2Signature) && std::memcmp(start, kJp2Signature, sizeof kJp2Signature) == 0) {
+    format = OPJ_CODEC_JP2;
+  } else if (read_signature(input_, fd, start, sizeof kCodestreamStart) && std::memcmp(start, kCodestreamStart, sizeof kCodestreamStart) == 0) {
+    format = OPJ_CODEC_J2K;
+  }
+  // From here the stream owns the file.
+  stream_ = input_.bytes != nullptr ? open_memory_stream(input_.bytes, input_.size) : open_file_stream(fd, input_.size);
+  if (stream_ == nullptr) return fail(Failure::kUndecodable, "OpenJPEG could not open the input");
+  if (format == OPJ_CODEC_UNKNOWN) return fail(Failure::kUndecodable, "not a JPEG 2000 file");
+
+  codec_ = opj_create_decompress(format);
+  if (codec_ == nullptr) return fail(Failure::kUndecodable, "OpenJPEG could not start a decoder");
+  opj_set_error_handler(codec_, keep_first_error, &first_error_);
+  opj_set_warning_handler(codec_, drop_message, nullptr);
+  opj_set_info_handler(codec_, drop_message, nullptr);
   opj_dparameters_t parameters;
   opj_set_default_decoder_parameters(&parameters);
   // One thread per decode: concurrency comes from the libuv pool running several decodes.
-  if (!opj_setup_decoder(session.codec, &parameters) || !opj_codec_set_threads(session.codec, 1) ||
-      !opj_decoder_set_strict_mode(session.codec, OPJ_TRUE)) {
-    return undecodable(session, "OpenJPEG could not set up the decoder");
+  if (!opj_setup_decoder(codec_, &parameters) || !opj_codec_set_threads(codec_, 1) || !opj_decoder_set_strict_mode(codec_, OPJ_TRUE)) {
+    return undecodable(first_error_, "OpenJPEG could not set up the decoder");
   }
-  session.stream = open_memory_stream(bytes, size);
-  if (session.stream == nullptr) return fail(Failure::kUndecodable, "OpenJPEG could not open the input");
-  if (!opj_read_header(session.stream, session.codec, &session.image)) {
-    return undecodable(session, "the JPEG 2000 header cannot be read");
-  }
-  const opj_image_t* image = session.image;
-  if (image->numcomps < 1 || image->numcomps > 4) {
-    return fail(Failure::kUndecodable, "only images with 1 to 4 components are supported");
-  }
-  if (image->comps[0].dx != 1 || image->comps[0].dy != 1) {
+  if (!opj_read_header(stream_, codec_, &image_)) return undecodable(first_error_, "the JPEG 2000 header cannot be read");
+  if (image_->numcomps < 1 || image_->numcomps > 4) return fail(Failure::kUndecodable, "only images with 1 to 4 components are supported");
+  if (image_->comps[0].dx != 1 || image_->comps[0].dy != 1) {
     return fail(Failure::kUndecodable, "images whose first component is subsampled are not supported");
   }
-  if (image->x1 > INT32_MAX || image->y1 > INT32_MAX) {
-    return fail(Failure::kUndecodable, "the image's reference grid is too large");
+  if (image_->x1 > INT32_MAX || image_->y1 > INT32_MAX) return fail(Failure::kUndecodable, "the image's reference grid is too large");
+  opj_codestream_info_v2_t* info = opj_get_cstr_info(codec_);
+  if (info == nullptr) return fail(Failure::kUndecodable, "OpenJPEG could not describe the codestream");
+  single_tile_ = info->tw == 1 && info->th == 1;
+  // Kept apart: each decode narrows the image's bounds to its area.
+  origin_x_ = image_->x0;
+  origin_y_ = image_->y0;
+  width_ = image_->x1 - image_->x0;
+  height_ = image_->y1 - image_->y0;
+  opj_destroy_cstr_info(&info);
+  if (!opj_set_decoded_resolution_factor(codec_, reduce_)) {
+    return fail(Failure::kBadArgument, "reduce is more than the image's resolution levels");
   }
-  const uint32_t full_width = image->x1 - image->x0, full_height = image->y1 - image->y0;
-  if (options.x0 >= options.x1 || options.y0 >= options.y1 || options.x1 > full_width || options.y1 > full_height) {
+  return DecodeResult{};
+}
+
+DecodeResult Jp2Decoder::decode(const Area& options) {
+  if (broken_) return fail(Failure::kBadArgument, "this decoder failed before and cannot decode again");
+  if (decodes_ > 0 && !(reusable_ && single_tile_)) return fail(Failure::kBadArgument, "this decoder cannot decode again");
+  if (codec_ == nullptr) {
+    DecodeResult opened = open();
+    if (opened.failure != Failure::kNone) {
+      // Nothing half-open is kept: the next decode (of a new decoder) starts from scratch.
+      release();
+      broken_ = true;
+      return opened;
+    }
+  }
+  const opj_image_t* image = image_;
+  const uint32_t reduce = reduce_;
+  if (options.x0 >= options.x1 || options.y0 >= options.y1 || options.x1 > width_ || options.y1 > height_) {
     return fail(Failure::kBadArgument, "the decode area is empty or outside the image");
   }
   // The area on the reference grid, then its size at the chosen resolution, as OpenJPEG
   // computes it (ISO 15444-1 B.5).
-  const uint32_t x0 = image->x0 + options.x0, y0 = image->y0 + options.y0;
-  const uint32_t x1 = image->x0 + options.x1, y1 = image->y0 + options.y1;
-  const uint32_t width = ceil_div_pow2(x1, options.reduce) - ceil_div_pow2(x0, options.reduce);
-  const uint32_t height = ceil_div_pow2(y1, options.reduce) - ceil_div_pow2(y0, options.reduce);
+  const uint32_t x0 = origin_x_ + options.x0, y0 = origin_y_ + options.y0;
+  const uint32_t x1 = origin_x_ + options.x1, y1 = origin_y_ + options.y1;
+  const uint32_t width = ceil_div_pow2(x1, reduce) - ceil_div_pow2(x0, reduce);
+  const uint32_t height = ceil_div_pow2(y1, reduce) - ceil_div_pow2(y0, reduce);
   if (width == 0 || height == 0) return fail(Failure::kBadArgument, "the decode area is empty at this resolution");
   if (static_cast<uint64_t>(width) * height > options.max_pixels) {
     return fail(Failure::kTooLarge, "the decode area has more pixels than allowed");
-  }
-  if (!opj_set_decoded_resolution_factor(session.codec, options.reduce)) {
-    return fail(Failure::kBadArgument, "reduce is more than the image's resolution levels");
   }
   uint32_t step_x = 1, step_y = 1;
   for (uint32_t c = 0; c < image->numcomps; ++c) {
     step_x = image->comps[c].dx > step_x ? image->comps[c].dx : step_x;
     step_y = image->comps[c].dy > step_y ? image->comps[c].dy : step_y;
   }
-  const Areas area{x0, y0, decode_start(x0, image->x0, step_x, options.reduce), decode_start(y0, image->y0, step_y, options.reduce),
-                   width, height, options.reduce};
-  if (!opj_set_decode_area(session.codec, session.image, static_cast<OPJ_INT32>(area.decoded_x0), static_cast<OPJ_INT32>(area.decoded_y0),
+  const Areas area{x0, y0, decode_start(x0, origin_x_, step_x, reduce), decode_start(y0, origin_y_, step_y, reduce), width, height, reduce};
+  // From here OpenJPEG's state changes: a failure leaves this decoder unusable.
+  decodes_ += 1;
+  broken_ = true;
+  if (!opj_set_decode_area(codec_, image_, static_cast<OPJ_INT32>(area.decoded_x0), static_cast<OPJ_INT32>(area.decoded_y0),
                            static_cast<OPJ_INT32>(x1), static_cast<OPJ_INT32>(y1))) {
-    return undecodable(session, "the decode area cannot be set");
+    return undecodable(first_error_, "the decode area cannot be set");
   }
-  if (!opj_decode(session.codec, session.stream, session.image) || !opj_end_decompress(session.codec, session.stream)) {
-    return undecodable(session, "the JPEG 2000 image cannot be decoded");
-  }
-  if (image->comps[0].w != ceil_div_pow2(x1, options.reduce) - ceil_div_pow2(area.decoded_x0, options.reduce) ||
-      image->comps[0].h != ceil_div_pow2(y1, options.reduce) - ceil_div_pow2(area.decoded_y0, options.reduce)) {
+  if (!opj_decode(codec_, stream_, image_)) return undecodable(first_error_, "the JPEG 2000 image cannot be decoded");
+  if (image->comps[0].w != ceil_div_pow2(x1, reduce) - ceil_div_pow2(area.decoded_x0, reduce) ||
+      image->comps[0].h != ceil_div_pow2(y1, reduce) - ceil_div_pow2(area.decoded_y0, reduce)) {
     return fail(Failure::kUndecodable, "the image decoded to an unexpected size");
   }
+  broken_ = false;
   return interleave(image, area);
 }

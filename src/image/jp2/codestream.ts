@@ -1,4 +1,5 @@
 import { sourceTooLarge, undecodableSource } from '../../errors.js';
+import type { RangeReader } from '../../source/range-reader.js';
 import { checkTileCount, checkTileStructures, type ComponentCoding } from './setup-cost.js';
 
 /**
@@ -46,6 +47,12 @@ export interface Jp2Header {
   progression: Progression;
   /** Where the codestream (its SOC marker) starts in the file. */
   codestreamOffset: number;
+  /**
+   * The JP2 header maps or reorders components (a palette, component mapping or channel
+   * definitions: pclr, cmap, cdef). OpenJPEG applies those once per codec and then forgets them,
+   * so such an image is never decoded twice with one codec.
+   */
+  remapsComponents: boolean;
   /** Bytes of the file read to get here: the boxes before the codestream and its main header. */
   headerLength: number;
 }
@@ -78,6 +85,8 @@ const SOT = 0xff90;
 const SOD = 0xff93;
 /** Tile-parts walked when checking their headers; beyond, a file is flooding us. */
 const MAX_TILE_PARTS = 131_072;
+/** A first read of a tile-part: its SOT and, nearly always, the rest of its header. */
+const TILE_PART_READ_BYTES = 4096;
 const JP2_SIGNATURE = Buffer.from([0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20, 0x0d, 0x0a, 0x87, 0x0a]);
 
 /** Thrown inside this module only: the prefix ends before byte `needBytes`. */
@@ -144,8 +153,8 @@ class Bytes {
 export function readJp2Header(prefix: Buffer, limits: { maxPixels: number; fileSize: number }): Jp2HeaderRead {
   const bytes = new Bytes(prefix, Math.min(limits.fileSize, Number.MAX_SAFE_INTEGER));
   try {
-    const codestream = bytes.matches(0, JP2_SIGNATURE) ? codestreamBox(bytes, limits.fileSize) : 0;
-    return { header: mainHeader(bytes, codestream, codestream === 0 ? 'j2k' : 'jp2', limits.maxPixels) };
+    const boxes = bytes.matches(0, JP2_SIGNATURE) ? codestreamBox(bytes, limits.fileSize) : undefined;
+    return { header: mainHeader(bytes, boxes?.codestream ?? 0, boxes ? 'jp2' : 'j2k', boxes?.remapsComponents ?? false, limits.maxPixels) };
   } catch (error) {
     if (error instanceof NeedMore) return { needBytes: error.needBytes };
     throw error;
@@ -167,23 +176,34 @@ export function levelSize(header: Jp2Header, reduce: number): { width: number; h
   return { width: side(header.x0, header.width), height: side(header.y0, header.height) };
 }
 
+/** The boxes of a JP2 header that change which decoded component is which channel. */
+const REMAPPING_BOXES = new Set(['pclr', 'cmap', 'cdef']);
+
 /**
  * Walks a JP2 file's top-level boxes (I.4): the signature, the file type, the header (whose
- * first box must be the image header), then the contiguous codestream, whose offset it returns.
+ * first box must be the image header; its boxes say whether components are remapped), then the
+ * contiguous codestream, whose offset it returns.
  */
-function codestreamBox(bytes: Bytes, fileSize: number): number {
+function codestreamBox(bytes: Bytes, fileSize: number): { codestream: number; remapsComponents: boolean } {
   let at = JP2_SIGNATURE.length;
-  let sawHeader = false;
+  let remapsComponents: boolean | undefined;
+  let boxes = 0;
   for (let index = 1; index <= MAX_BOXES; index += 1) {
     const box = boxAt(bytes, at, fileSize);
     if (index === 1 && box.type !== 'ftyp') throw broken('the file type box does not follow the signature');
     if (box.type === 'jp2h') {
       if (bytes.type(box.body + 4) !== 'ihdr') throw broken('the JP2 header does not start with an image header');
-      sawHeader = true;
+      remapsComponents = false;
+      for (let child = box.body; child < box.end; boxes += 1) {
+        if (boxes === MAX_BOXES) throw broken('its JP2 header has too many boxes');
+        const inner = boxAt(bytes, child, box.end);
+        if (REMAPPING_BOXES.has(inner.type)) remapsComponents = true;
+        child = inner.end;
+      }
     }
     if (box.type === 'jp2c') {
-      if (!sawHeader) throw broken('the codestream comes before the JP2 header');
-      return box.body;
+      if (remapsComponents === undefined) throw broken('the codestream comes before the JP2 header');
+      return { codestream: box.body, remapsComponents };
     }
     if (box.end >= fileSize) throw broken('the file has no codestream');
     at = box.end;
@@ -211,7 +231,7 @@ function boxAt(bytes: Bytes, at: number, fileSize: number): { type: string; body
 const printable = (type: string) => JSON.stringify(type.replace(/[^\x20-\x7e]/g, '?'));
 
 /** SOC, then SIZ, then marker segments up to the first tile-part (SOT) (A.4-A.6). */
-function mainHeader(bytes: Bytes, start: number, container: Jp2Header['container'], maxPixels: number): Jp2Header {
+function mainHeader(bytes: Bytes, start: number, container: Jp2Header['container'], remapsComponents: boolean, maxPixels: number): Jp2Header {
   if (bytes.u16(start) !== SOC || bytes.u16(start + 2) !== SIZ) throw broken('the codestream does not start with SOC and SIZ');
   const size = imageAndTiles(bytes, start + 2, maxPixels);
   const { cod, coc, end } = codingSegments(bytes, start + 4 + bytes.u16(start + 4), SOT, size.components.length);
@@ -226,6 +246,7 @@ function mainHeader(bytes: Bytes, start: number, container: Jp2Header['container
     layers: cod.layers,
     progression: cod.progression,
     codestreamOffset: start,
+    remapsComponents,
     headerLength: end + 2,
   };
 }
@@ -233,19 +254,32 @@ function mainHeader(bytes: Bytes, start: number, container: Jp2Header['container
 /**
  * Checks the coding styles that tile-part headers set for their own tile (they override the
  * main header's), which OpenJPEG meets only as it decodes: a tile made of tiny code-blocks is
- * refused like a main header that asks for them. Needs the whole codestream; walks the chain of
- * tile-parts by their lengths (A.4.2) and leaves damage further on to the decoder.
+ * refused like a main header that asks for them. Walks the chain of tile-parts by their lengths
+ * (A.4.2), reading each one's header by range (one read for most: the file is never read
+ * whole for this), and leaves damage further on to the decoder.
  */
-export function checkTileParts(file: Buffer, header: Jp2Header): void {
-  const bytes = new Bytes(file, file.length);
+export async function checkTileParts(reader: RangeReader, header: Jp2Header): Promise<void> {
   const { tile, components } = header;
+  const fileSize = reader.size;
   let at = header.headerLength - 2;
-  for (let part = 0; at + 12 <= file.length && file.readUInt16BE(at) === SOT; part++) {
+  for (let part = 0; at + 12 <= fileSize; part++) {
     if (part === MAX_TILE_PARTS) throw broken('it has too many tile-parts');
-    const index = file.readUInt16BE(at + 4);
-    const length = file.readUInt32BE(at + 6);
+    let chunk = await reader.read(at, Math.min(TILE_PART_READ_BYTES, fileSize - at));
+    if (chunk.readUInt16BE(0) !== SOT) return;
+    const index = chunk.readUInt16BE(4);
+    const length = chunk.readUInt32BE(6);
     if (index >= tile.across * tile.down) return;
-    const { cod, coc } = codingSegments(bytes, at + 12, SOD, components.length);
+    // The tile-part's header, positions counted from its SOT, read further when it is longer.
+    let segments: ReturnType<typeof codingSegments> | undefined;
+    while (!segments) {
+      try {
+        segments = codingSegments(new Bytes(chunk, fileSize - at), 12, SOD, components.length);
+      } catch (error) {
+        if (!(error instanceof NeedMore)) throw error;
+        chunk = await reader.read(at, error.needBytes);
+      }
+    }
+    const { cod, coc } = segments;
     if (cod || coc.size > 0) {
       // Tile-part COC, then tile-part COD, then the main header's choice (A.6).
       checkTileStructures(

@@ -3,22 +3,26 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { formatUnavailable, renderTooLarge, undecodableSource } from '../../errors.js';
 import { projectRoot } from '../../paths.js';
-import { checkTileParts, jp2Header, levelSize } from './codestream.js';
+import { bufferReader } from '../../source/range-reader.js';
+import { sourceChanged } from '../../source/source.js';
+import { checkTileParts, jp2Header, levelSize, type Jp2Header } from './codestream.js';
 
 /**
  * JPEG 2000 pixels from the native OpenJPEG addon (native/openjp2, built by `npm ci` when
  * Debian's libopenjp2-7-dev is installed): one resolution level and one area of it per decode,
  * on the libuv thread pool, whose threads the addon lowers below the event loop's priority
- * (nice 10) and whose freed decode memory it hands back once no decode is in flight. Without the addon everything else keeps working and decodes are
- * refused with a 501 that tells the operator how to enable them.
+ * (nice 10) and whose freed decode memory it hands back once no work is in flight. Without the
+ * addon everything else keeps working and decodes are refused with a 501 that tells the
+ * operator how to enable them. Decoders kept open between requests: pool.ts.
  */
 
 /** The addon's interface (native/openjp2/src/addon.cc). */
 interface NativeDecoder {
-  decode(
-    input: Buffer,
-    options: { reduce: number; x0: number; y0: number; x1: number; y1: number; maxPixels: number },
-  ): Promise<{ width: number; height: number; channels: number; data: Buffer }>;
+  decode(area: { x0: number; y0: number; x1: number; y1: number; maxPixels: number }): Promise<{ width: number; height: number; channels: number; data: Buffer }>;
+  close(): Promise<void>;
+}
+interface NativeAddon {
+  Decoder: new (input: Buffer | string, options: { size: number; reduce: number; reusable: boolean }) => NativeDecoder;
   openjpegVersion: string;
 }
 
@@ -47,7 +51,7 @@ export interface Jp2DecodeRequest {
 const ADDON = join(projectRoot(), 'native', 'openjp2', 'build', 'Release', 'openjp2.node');
 const ENABLE = 'install libopenjp2-7-dev, python3, make and g++ (apt-get install), then run `npm run build:native`';
 
-type Loaded = { decoder: NativeDecoder } | { reason: string };
+type Loaded = { addon: NativeAddon } | { reason: string };
 let loaded: Loaded | undefined;
 
 /** Loads the addon once; a missing build or a missing library leaves the reason instead. */
@@ -57,7 +61,7 @@ function load(): Loaded {
       loaded = { reason: 'the native OpenJPEG decoder is not built' };
     } else {
       try {
-        loaded = { decoder: createRequire(import.meta.url)(ADDON) as NativeDecoder };
+        loaded = { addon: createRequire(import.meta.url)(ADDON) as NativeAddon };
       } catch (error) {
         // Typically libopenjp2.so.7 missing at run time (built elsewhere, library removed).
         const detail = error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error);
@@ -70,7 +74,7 @@ function load(): Loaded {
 
 /** Whether JPEG 2000 images can be decoded in this process. */
 export function jp2Available(): boolean {
-  return 'decoder' in load();
+  return 'addon' in load();
 }
 
 /**
@@ -85,24 +89,24 @@ export function jp2UnavailableReason(): string | undefined {
 /** The OpenJPEG version decoding, when available (for the start-up log). */
 export function openJpegVersion(): string | undefined {
   const state = load();
-  return 'decoder' in state ? state.decoder.openjpegVersion : undefined;
+  return 'addon' in state ? state.addon.openjpegVersion : undefined;
+}
+
+/** What one decode asks OpenJPEG for: the level, the area on the reference grid, and the raster's size. */
+export interface Jp2Decode {
+  reduce: number;
+  area: { x0: number; y0: number; x1: number; y1: number };
+  width: number;
+  height: number;
+  maxPixels: number;
 }
 
 /**
- * Decodes one area of one resolution level of a JPEG 2000 file (JP2 or raw J2K) held in
- * memory, off the event loop. The main and tile-part headers are checked first (cheaply, in
- * TypeScript) so a hostile one never reaches OpenJPEG; then only the tiles and precincts
- * covering the area are decoded, at the resolution asked for. Rejects with IiifErrors: 501
- * without the addon, 413 beyond the pixel limits or for coding OpenJPEG would spend too much
- * memory on, 422 for a damaged file. A `reduce` or `region` outside the image is a caller's
- * mistake and throws a RangeError.
+ * Checks a request against the image and turns it into a decode: a `reduce` or `region` outside
+ * the image is a caller's mistake and throws a RangeError; an area over `maxPixels` is refused
+ * with a 413 before anything is decoded.
  */
-export async function decodeJp2(file: Buffer, request: Jp2DecodeRequest): Promise<Jp2Raster> {
-  const state = load();
-  if (!('decoder' in state)) {
-    throw formatUnavailable(`JPEG 2000 images cannot be served here yet: the server's operator needs to ${ENABLE}`);
-  }
-  const header = jp2Header(file, request.maxSourcePixels);
+export function planJp2Decode(header: Jp2Header, request: Jp2DecodeRequest): Jp2Decode {
   const { reduce } = request;
   if (!Number.isInteger(reduce) || reduce < 0 || reduce > header.levels) {
     throw new RangeError(`reduce ${reduce} is outside 0–${header.levels}`);
@@ -116,7 +120,6 @@ export async function decodeJp2(file: Buffer, request: Jp2DecodeRequest): Promis
   if (width * height > request.maxPixels) {
     throw renderTooLarge(`decoding ${width}×${height} pixels is more than one render may (${request.maxPixels})`);
   }
-  checkTileParts(file, header);
   // Level pixels to full-resolution image coordinates. The level's pixel i covers reference-grid
   // columns from (origin + i) * scale, where origin = ceil(x0 / scale) (ISO 15444-1 B.5), so
   // OpenJPEG's own rounding gives back exactly the pixels asked for.
@@ -127,21 +130,72 @@ export async function decodeJp2(file: Buffer, request: Jp2DecodeRequest): Promis
   };
   const [x0, x1] = span(header.x0, header.width, x, width);
   const [y0, y1] = span(header.y0, header.height, y, height);
-  let decoded: Awaited<ReturnType<NativeDecoder['decode']>>;
-  try {
-    decoded = await state.decoder.decode(file, { reduce, x0, y0, x1, y1, maxPixels: request.maxPixels });
-  } catch (error) {
-    throw typed(error);
-  }
-  if (decoded.width !== width || decoded.height !== height || decoded.channels < 1 || decoded.channels > 4) {
-    throw undecodableSource('the stored JPEG 2000 image decoded to an unexpected size');
-  }
-  return { data: decoded.data, width, height, channels: decoded.channels as Jp2Raster['channels'] };
+  return { reduce, area: { x0, y0, x1, y1 }, width, height, maxPixels: request.maxPixels };
 }
+
+/**
+ * A JPEG 2000 file (its bytes, or a local file's path) opened at one resolution level. Nothing
+ * is read until the first decode, on the libuv pool. When `reusable`, later decodes of other areas
+ * reuse the tile data the first one read (see native/openjp2/src/decode.h); `close` frees what
+ * OpenJPEG holds, off the event loop too. One decode at a time.
+ */
+export class Jp2LevelDecoder {
+  private readonly native: NativeDecoder;
+
+  constructor(input: Buffer | string, size: number, readonly reduce: number, reusable: boolean) {
+    const state = load();
+    if (!('addon' in state)) throw unavailable();
+    this.native = new state.addon.Decoder(input, { size, reduce, reusable });
+  }
+
+  async decode(decode: Jp2Decode): Promise<Jp2Raster> {
+    if (decode.reduce !== this.reduce) throw new RangeError(`a decoder of level ${this.reduce} cannot decode level ${decode.reduce}`);
+    let decoded: Awaited<ReturnType<NativeDecoder['decode']>>;
+    try {
+      decoded = await this.native.decode({ ...decode.area, maxPixels: decode.maxPixels });
+    } catch (error) {
+      throw typed(error);
+    }
+    const { width, height } = decode;
+    if (decoded.width !== width || decoded.height !== height || decoded.channels < 1 || decoded.channels > 4) {
+      throw undecodableSource('the stored JPEG 2000 image decoded to an unexpected size');
+    }
+    return { data: decoded.data, width, height, channels: decoded.channels as Jp2Raster['channels'] };
+  }
+
+  close(): Promise<void> {
+    return this.native.close();
+  }
+}
+
+/**
+ * Decodes one area of one resolution level of a JPEG 2000 file (JP2 or raw J2K) held in
+ * memory, off the event loop, with a decoder of its own. The main and tile-part headers are
+ * checked first (cheaply, in TypeScript) so a hostile one never reaches OpenJPEG; then only the
+ * tiles and precincts covering the area are decoded, at the resolution asked for. Rejects with
+ * IiifErrors: 501 without the addon, 413 beyond the pixel limits or for coding OpenJPEG would
+ * spend too much memory on, 422 for a damaged file. A `reduce` or `region` outside the image is
+ * a caller's mistake and throws a RangeError.
+ */
+export async function decodeJp2(file: Buffer, request: Jp2DecodeRequest): Promise<Jp2Raster> {
+  if (!jp2Available()) throw unavailable();
+  const header = jp2Header(file, request.maxSourcePixels);
+  const decode = planJp2Decode(header, request);
+  await checkTileParts(bufferReader(file), header);
+  const decoder = new Jp2LevelDecoder(file, file.length, decode.reduce, false);
+  try {
+    return await decoder.decode(decode);
+  } finally {
+    await decoder.close();
+  }
+}
+
+const unavailable = () => formatUnavailable(`JPEG 2000 images cannot be served here yet: the server's operator needs to ${ENABLE}`);
 
 /** The addon's rejections as IiifErrors; anything else is a bug and stays what it is. */
 function typed(error: unknown): unknown {
   if (!(error instanceof Error) || !('code' in error)) return error;
+  if (error.code === 'ERR_JP2_CHANGED') return sourceChanged();
   if (error.code === 'ERR_JP2_TOO_LARGE') return renderTooLarge(`the JPEG 2000 decode is too large: ${error.message}`);
   if (error.code === 'ERR_JP2_UNDECODABLE' || error.code === 'ERR_JP2_ARGUMENT') {
     return undecodableSource(`the stored JPEG 2000 image cannot be decoded: ${error.message}`);

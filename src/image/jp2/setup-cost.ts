@@ -42,10 +42,18 @@ export function checkTileCount(tiles: number, components: number): void {
   }
 }
 
-/** Refuses a tile whose precincts and code-blocks would cost too much to set up. */
-export function checkTileStructures(width: number, height: number, components: Array<{ dx: number; dy: number; coding: ComponentCoding }>): void {
+type TileComponents = Array<{ dx: number; dy: number; coding: ComponentCoding }>;
+
+/** What OpenJPEG allocates for the precincts and code-blocks of one width×height tile. */
+export function tileStructureBytes(width: number, height: number, components: TileComponents): number {
   let bytes = 0;
   for (const { dx, dy, coding } of components) bytes += structureBytes(Math.ceil(width / dx), Math.ceil(height / dy), coding);
+  return bytes;
+}
+
+/** Refuses a tile whose precincts and code-blocks would cost too much to set up. */
+export function checkTileStructures(width: number, height: number, components: TileComponents): void {
+  const bytes = tileStructureBytes(width, height, components);
   if (bytes > MAX_TILE_STRUCTURE_BYTES) {
     throw sourceTooLarge(`the stored image is coded in blocks too small for its ${width}×${height} tiles (about ${Math.ceil(bytes / MiB)} MB to set up each)`);
   }

@@ -1,9 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { versionKey } from '../../cache/keys.js';
-import { Memo } from '../../cache/memo.js';
 import { undecodableSource } from '../../errors.js';
 import { head, type RangeReader } from '../../source/range-reader.js';
-import type { ImageFile } from '../../source/source.js';
 import type { ImageMetadata, Level, StoredLevels } from '../metadata/types.js';
 import { JP2_HEADER_PREFIX_BYTES, levelSize, readJp2Header, type Jp2Header } from './codestream.js';
 
@@ -44,23 +40,4 @@ function jp2Levels(header: Jp2Header): StoredLevels {
     several: header.levels > 0,
     at: async (index) => (index === 0 ? first : index <= header.levels ? level(index) : undefined),
   };
-}
-
-/**
- * The whole codestreams OpenJPEG decodes from, kept in memory up to a bound (the decoder reads
- * from memory; reading a 40 MB file again for every tile would cost more than the decode).
- */
-export class Jp2Files {
-  private readonly memo: Memo<Buffer>;
-
-  constructor(maxBytes: number) {
-    this.memo = new Memo({ maxSize: maxBytes, sizeOf: (bytes) => bytes.byteLength });
-  }
-
-  bytes(file: ImageFile, identifier: string, version: string): Promise<Buffer> {
-    return this.memo.get(versionKey(identifier, version), async () => {
-      const whole = await file.whole();
-      return typeof whole === 'string' ? readFile(whole) : whole;
-    });
-  }
 }

@@ -10,7 +10,7 @@ import { IiifError } from '../../../src/errors.js';
 import { jp2Header, levelSize, type Jp2Header } from '../../../src/image/jp2/codestream.js';
 import { decodeJp2, jp2Available, jp2UnavailableReason, openJpegVersion, type Jp2DecodeRequest } from '../../../src/image/jp2/decoder.js';
 import { projectRoot } from '../../../src/paths.js';
-import { cod, codestream, makeSamples, opjDecompress, qcd, segment, siz, tilePart } from './fixtures.js';
+import { cod, codestream, makeSamples, opjCompress, opjDecompress, photoPng, qcd, segment, siz, tilePart } from './fixtures.js';
 
 const run = promisify(execFile);
 const MAX_SOURCE_PIXELS = 268_402_689;
@@ -244,26 +244,63 @@ describe('hostile JPEG 2000 files through the decoder', () => {
 });
 
 describe('the native addon itself', () => {
+  type Native = { decode(area: unknown): Promise<{ width: number }>; close(): Promise<void> };
   const addon = createRequire(import.meta.url)(join(projectRoot(), 'native', 'openjp2', 'build', 'Release', 'openjp2.node')) as {
-    decode(input: unknown, options?: unknown): Promise<unknown>;
+    Decoder: new (input: unknown, options?: unknown) => Native;
   };
-  const area = { reduce: 0, x0: 0, y0: 0, x1: 64, y1: 48 };
+  const area = { x0: 0, y0: 0, x1: 64, y1: 48 };
   const image = codestream(siz(), cod(), qcd());
+  const open = (reduce = 0, input: Buffer | string = image, size = image.length) => new addon.Decoder(input, { size, reduce, reusable: true });
 
   it('refuses an area over maxPixels before decoding, and says why in its error code', async () => {
-    await expect(addon.decode(image, { ...area, maxPixels: 64 * 48 - 1 })).rejects.toMatchObject({ code: 'ERR_JP2_TOO_LARGE' });
-    await expect(addon.decode(image, { ...area, x1: 65, maxPixels: 1e6 })).rejects.toMatchObject({ code: 'ERR_JP2_ARGUMENT' });
-    await expect(addon.decode(image, { ...area, reduce: 6, maxPixels: 1e6 })).rejects.toMatchObject({ code: 'ERR_JP2_ARGUMENT' });
+    await expect(open().decode({ ...area, maxPixels: 64 * 48 - 1 })).rejects.toMatchObject({ code: 'ERR_JP2_TOO_LARGE' });
+    await expect(open().decode({ ...area, x1: 65, maxPixels: 1e6 })).rejects.toMatchObject({ code: 'ERR_JP2_ARGUMENT' });
+    await expect(open(6).decode({ ...area, maxPixels: 1e6 })).rejects.toMatchObject({ code: 'ERR_JP2_ARGUMENT' });
     // Its one empty tile-part has no data: a decode error from OpenJPEG, as a short message.
-    await expect(addon.decode(image, { ...area, maxPixels: 1e6 })).rejects.toMatchObject({ code: 'ERR_JP2_UNDECODABLE', message: expect.stringMatching(/^.{1,160}$/) });
+    await expect(open().decode({ ...area, maxPixels: 1e6 })).rejects.toMatchObject({ code: 'ERR_JP2_UNDECODABLE', message: expect.stringMatching(/^.{1,160}$/) });
+  });
+
+  it('refuses a local file that is missing or not the size it was given, as changed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'jp2-native-'));
+    try {
+      const path = join(dir, 'image.j2k');
+      await writeFile(path, image);
+      await expect(open(0, path, image.length + 1).decode({ ...area, maxPixels: 1e6 })).rejects.toMatchObject({ code: 'ERR_JP2_CHANGED' });
+      await expect(open(0, join(dir, 'gone.j2k')).decode({ ...area, maxPixels: 1e6 })).rejects.toMatchObject({ code: 'ERR_JP2_CHANGED' });
+      // The right size reaches OpenJPEG, which finds the tile-part empty.
+      await expect(open(0, path).decode({ ...area, maxPixels: 1e6 })).rejects.toMatchObject({ code: 'ERR_JP2_UNDECODABLE' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('runs one call at a time per decoder, none after close, and decodes again only when reusable', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'jp2-native-'));
+    const file = await readFile(await opjCompress(dir, 'small.j2k', { bytes: await photoPng(128, 96, 1), ext: 'png' }, ['-n', '3']));
+    await rm(dir, { recursive: true, force: true });
+    const once = new addon.Decoder(file, { size: file.length, reduce: 1, reusable: false });
+    const first = once.decode({ ...area, maxPixels: 1e6 });
+    expect(() => once.decode({ ...area, maxPixels: 1e6 })).toThrow(/busy/);
+    expect(() => once.close()).toThrow(/busy/);
+    expect((await first).width).toBe(32);
+    await expect(once.decode({ ...area, maxPixels: 1e6 })).rejects.toMatchObject({ code: 'ERR_JP2_ARGUMENT' });
+    await once.close();
+    expect(() => once.decode({ ...area, maxPixels: 1e6 })).toThrow(/closed/);
+    const kept = open(1, file, file.length);
+    expect((await kept.decode({ ...area, maxPixels: 1e6 })).width).toBe(32);
+    expect((await kept.decode({ ...area, x1: 128, maxPixels: 1e6 })).width).toBe(64);
+    await kept.close();
   });
 
   it('throws at once on malformed arguments', () => {
-    expect(() => addon.decode('not a buffer', { ...area, maxPixels: 1 })).toThrow(TypeError);
-    expect(() => addon.decode(image, { ...area, maxPixels: -1 })).toThrow(RangeError);
-    expect(() => addon.decode(image, { ...area, x0: 1.5, maxPixels: 1 })).toThrow(RangeError);
-    expect(() => addon.decode(image, { reduce: 0, maxPixels: 1 })).toThrow(TypeError);
-    expect(() => addon.decode(image)).toThrow(TypeError);
+    expect(() => new addon.Decoder(42, { size: 1, reduce: 0 })).toThrow(TypeError);
+    expect(() => new addon.Decoder(image, { size: image.length + 1, reduce: 0 })).toThrow(RangeError);
+    expect(() => new addon.Decoder(image, { size: image.length, reduce: 33 })).toThrow(RangeError);
+    expect(() => new addon.Decoder(image)).toThrow(TypeError);
+    expect(() => open().decode({ ...area, maxPixels: -1 })).toThrow(RangeError);
+    expect(() => open().decode({ ...area, x0: 1.5, maxPixels: 1 })).toThrow(RangeError);
+    expect(() => open().decode({ x0: 0, maxPixels: 1 })).toThrow(TypeError);
+    expect(() => open().decode(undefined)).toThrow(TypeError);
   });
 });
 

@@ -42,8 +42,8 @@ afterAll(async () => {
 });
 
 /** Largest per-sample difference between our PNG and opj_decompress's pixels of the same area. */
-async function differenceFromOpenJpeg(png: Buffer, reduce: number, area: number[]): Promise<number> {
-  const reference = await opjDecompress(join(root, 'archival.jp2'), work, reduce, area);
+async function differenceFromOpenJpeg(png: Buffer, reduce: number, area: number[], path = join(root, 'archival.jp2')): Promise<number> {
+  const reference = await opjDecompress(path, work, reduce, area);
   const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
   expect([info.width, info.height, info.channels]).toEqual([reference.width, reference.height, reference.channels]);
   let worst = 0;
@@ -95,5 +95,26 @@ describe('JPEG 2000 served natively', () => {
     const lying = await app.inject('/iiif/3/lying.jp2/info.json');
     expect([413, 422]).toContain(lying.statusCode);
     expect((await app.inject('/iiif/3/archival.jp2/0,0,256,256/256,/0/default.jpg')).statusCode).toBe(200);
+  });
+
+  it('serves a file replaced on disk from its new bytes, not from a decoder kept for the old ones', async () => {
+    const fresh = await appFor(root, { IIIF_SOURCE_RECHECK_MS: '0' });
+    try {
+      const path = join(root, 'replaced.jp2');
+      await copyFile(join(root, 'archival.jp2'), path);
+      const url = '/iiif/3/replaced.jp2/256,512,256,256/256,/0/default.png';
+      const before = await fresh.inject(url);
+      expect(await differenceFromOpenJpeg(before.rawPayload, 0, [256, 512, 512, 768], path)).toBe(0);
+      // Another picture of the same size and coding (photoPng's grain is random), so only the pixels tell them apart.
+      const other = await opjCompress(work, 'other.jp2', { bytes: await photoPng(SAMPLE_WIDTH, SAMPLE_HEIGHT, 3), ext: 'png' }, ['-n', '6', '-p', 'RPCL', '-r', '40,20,10']);
+      await copyFile(other, path);
+      const after = await fresh.inject(url);
+      expect(after.statusCode).toBe(200);
+      expect(after.headers.etag).not.toBe(before.headers.etag);
+      expect(after.rawPayload.equals(before.rawPayload)).toBe(false);
+      expect(await differenceFromOpenJpeg(after.rawPayload, 0, [256, 512, 512, 768], path)).toBe(0);
+    } finally {
+      await fresh.close();
+    }
   });
 });
