@@ -1,8 +1,5 @@
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import { formatUnavailable, renderTooLarge, undecodableSource } from '../../errors.js';
-import { projectRoot } from '../../paths.js';
+import { loadAddon, type LoadedAddon } from '../../native-addon.js';
 import { bufferReader } from '../../source/range-reader.js';
 import { sourceChanged } from '../../source/source.js';
 import { checkTileParts, jp2Header, levelSize, type Jp2Header } from './codestream.js';
@@ -48,27 +45,13 @@ export interface Jp2DecodeRequest {
   maxSourcePixels: number;
 }
 
-const ADDON = join(projectRoot(), 'native', 'openjp2', 'build', 'Release', 'openjp2.node');
 const ENABLE = 'install libopenjp2-7-dev, python3, make and g++ (apt-get install), then run `npm run build:native`';
 
-type Loaded = { addon: NativeAddon } | { reason: string };
-let loaded: Loaded | undefined;
+let loaded: LoadedAddon<NativeAddon> | undefined;
 
-/** Loads the addon once; a missing build or a missing library leaves the reason instead. */
-function load(): Loaded {
-  if (!loaded) {
-    if (!existsSync(ADDON)) {
-      loaded = { reason: 'the native OpenJPEG decoder is not built' };
-    } else {
-      try {
-        loaded = { addon: createRequire(import.meta.url)(ADDON) as NativeAddon };
-      } catch (error) {
-        // Typically libopenjp2.so.7 missing at run time (built elsewhere, library removed).
-        const detail = error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error);
-        loaded = { reason: `the native OpenJPEG decoder does not load (${detail})` };
-      }
-    }
-  }
+/** Loads the addon once; a missing build or a missing library (libopenjp2.so.7 removed) leaves the reason instead. */
+function load(): LoadedAddon<NativeAddon> {
+  loaded ??= loadAddon<NativeAddon>('openjp2', 'native OpenJPEG decoder');
   return loaded;
 }
 
