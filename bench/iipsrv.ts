@@ -24,7 +24,7 @@ async function freePort(): Promise<number> {
  * FastCGI process per core (iipsrv is single-threaded), IIIF 2 at /iiif/{identifier}/….
  * Fails loudly when the packages are missing (npm run bench:compare installs them).
  */
-export async function startIipsrv(dataDir: string, processes: number): Promise<RunningServer> {
+export async function startIipsrv(dataDir: string, processes: number, environment: Record<string, string> = {}): Promise<RunningServer> {
   for (const binary of [LIGHTTPD, IIPSRV]) {
     await access(binary).catch(() => {
       throw new Error(`${binary} is missing: apt-get install lighttpd iipimage-server`);
@@ -47,7 +47,9 @@ fastcgi.server = ( "/fcgi-bin/iipsrv.fcgi" => ((
   "min-procs" => ${processes},
   "max-procs" => ${processes},
   "bin-environment" => ( "FILESYSTEM_PREFIX" => "${dataDir}/", "LOGFILE" => "${dir}/iipsrv.log", "VERBOSITY" => "0",
-                         "MAX_IMAGE_CACHE_SIZE" => "64", "JPEG_QUALITY" => "85", "CORS" => "*" )
+                         "MAX_IMAGE_CACHE_SIZE" => "64", "JPEG_QUALITY" => "85", "CORS" => "*"${Object.entries(environment)
+                           .map(([name, value]) => `, "${name}" => "${value}"`)
+                           .join('')} )
 )))
 `;
   await writeFile(join(dir, 'lighttpd.conf'), config);

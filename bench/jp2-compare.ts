@@ -28,7 +28,7 @@ const SAMPLE_GAP_MS = 25;
 const FULL_TILE = '6144,4608,256,256/256,/0/default.jpg';
 
 interface Contender {
-  name: 'ours' | 'iipsrv';
+  name: 'ours' | 'iipsrv' | 'iipsrv half layers';
   start(): Promise<RunningServer>;
   /** Where the JP2 is, IIIF 2.1 syntax. */
   base: string;
@@ -176,7 +176,10 @@ export async function compareJp2(dataDir: string): Promise<void> {
   await ensureJp2(dataDir, JP2_UNTILED, ARCHIVAL_JP2, (line) => console.log(line));
   const contenders: Contender[] = [
     { name: 'ours', start: () => startOurs(dataDir), base: `/iiif/2/${JP2_UNTILED}`, probe: '/health' },
-    { name: 'iipsrv', start: () => startIipsrv(dataDir, availableParallelism()), base: `/iiif/${JP2_UNTILED}`, probe: '/fcgi-bin/iipsrv.fcgi' },
+    // All quality layers, as we decode them: the same pixels as opj_decompress.
+    { name: 'iipsrv', start: () => startIipsrv(dataDir, availableParallelism(), { MAX_LAYERS: '-1' }), base: `/iiif/${JP2_UNTILED}`, probe: '/fcgi-bin/iipsrv.fcgi' },
+    // iipsrv's default decodes only half the layers (less work, a coarser picture), shown for reference.
+    { name: 'iipsrv half layers', start: () => startIipsrv(dataDir, availableParallelism()), base: `/iiif/${JP2_UNTILED}`, probe: '/fcgi-bin/iipsrv.fcgi' },
   ];
   const runs: Jp2Run[] = [];
   for (const [index, connections] of CONNECTIONS.entries()) {
@@ -191,6 +194,6 @@ export async function compareJp2(dataDir: string): Promise<void> {
     `${JP2_UNTILED}: ${BENCH_WIDTH}×${BENCH_HEIGHT}, opj_compress ${ARCHIVAL_JP2.join(' ')}. Every row a fresh server process, no warm-up: ` +
     `info.json then a full-resolution tile (${FULL_TILE}) one after the other, then ${LOAD_SECONDS} s of shuffled deep-zoom tiles (IIIF 2.1 \`w,\`), each URL once. ` +
     `Probe: a request sampled one at a time every ${SAMPLE_GAP_MS} ms during the load (ours /health; iipsrv its FastCGI endpoint without arguments, a 400 help page from memory). ` +
-    `RSS of the process tree: before the first request, after the cold tile, peak during the load, ${SETTLE_MS / 1000} s after it. iipsrv: one FastCGI process per core under lighttpd.`;
+    `RSS of the process tree: before the first request, after the cold tile, peak during the load, ${SETTLE_MS / 1000} s after it. iipsrv: one FastCGI process per core under lighttpd, with \`MAX_LAYERS=-1\` (every quality layer, as ours and opj_decompress decode) and, for reference, with its default (half the layers: less work, coarser pixels).`;
   await writeReport('compare-jp2', 'JP2: ours vs iipsrv from a cold process', { loadSeconds: LOAD_SECONDS, runs }, `${notes}\n\n${table(runs)}`);
 }
