@@ -83,6 +83,8 @@ describe('lean ranged GET', () => {
 
   it('maps another version (412) and a missing key (404) as the SDK errors are mapped', async () => {
     const changed = await leanGet().get(BUCKET, 'plain.tif', 'bytes=0-9', '"0123456789abcdef0123456789abcdef"', AbortSignal.timeout(5000)).catch((error: unknown) => error);
+    expect(changed).toBeInstanceOf(S3ErrorAnswer);
+    expect((changed as S3ErrorAnswer).$metadata.httpStatusCode).toBe(412);
     expect(classify(changed)).toEqual({ result: 'changed', retryable: false });
     const missing = await leanGet().get(BUCKET, 'nothing-here.tif', 'bytes=0-9', '*', AbortSignal.timeout(5000)).catch((error: unknown) => error);
     expect(classify(missing)).toEqual({ result: 'not_found', retryable: false });
