@@ -233,7 +233,9 @@ function checkWhole(response: Answer, etag: string, size: number): void {
 
 /**
  * Exactly `length` bytes of a body: more are not read (the connection is dropped), fewer are
- * an incomplete body, retried like a broken connection.
+ * an incomplete body, retried like a broken connection. A body of exactly `length` bytes is
+ * read to its end, so its keep-alive connection goes back to the pool (stopping at the last
+ * byte, before the end is seen, would close it: a new connection per block).
  */
 async function readBody(body: Readable, length: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -242,7 +244,7 @@ async function readBody(body: Readable, length: number): Promise<Buffer> {
     for await (const chunk of body) {
       chunks.push(chunk as Buffer);
       received += (chunk as Buffer).length;
-      if (received >= length) break;
+      if (received > length) break;
     }
   } catch (error) {
     throw new IncompleteBody('the object body ended early', { cause: error });

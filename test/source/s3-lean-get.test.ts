@@ -4,8 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
+import { Metrics } from '../../src/metrics.js';
 import { classify } from '../../src/source/s3-failures.js';
 import { LeanGet, S3ErrorAnswer } from '../../src/source/s3-lean-get.js';
+import { S3Requests } from '../../src/source/s3-requests.js';
 import { BUCKET, S3Store } from './s3-store.js';
 
 let store: S3Store;
@@ -99,5 +101,24 @@ describe('lean ranged GET', () => {
     } finally {
       store.fault = undefined;
     }
+  });
+
+  it('block reads through S3Requests reuse one keep-alive connection (the body is read to its end)', async () => {
+    let connections = 0;
+    const block = randomBytes(65536);
+    const server = createServer((_req, res) => {
+      res.writeHead(206, { etag: '"e"', 'content-range': `bytes 0-65535/${body.length}`, 'content-length': '65536' }).end(block);
+    });
+    server.on('connection', () => connections++);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const config = loadConfig({ IIIF_SOURCE: 's3', IIIF_S3_BUCKET: BUCKET, IIIF_S3_ENDPOINT: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, IIIF_S3_REGION: 'us-east-1', IIIF_CACHE_DIR: '/nonexistent' }).s3!;
+      const client = new S3Client({ region: 'us-east-1', endpoint: config.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+      const requests = new S3Requests(config, client, new Metrics(), { warn: () => undefined, info: () => undefined });
+      for (let i = 0; i < 5; i++) expect((await requests.range({ key: 'k.tif' }, 'e', 0, 65536, AbortSignal.timeout(5000))).equals(block)).toBe(true);
+    } finally {
+      server.close();
+    }
+    expect(connections).toBe(1);
   });
 });
