@@ -51,6 +51,8 @@ const MAGIC = 0x49494231; // "IIB1"
 const HEADER_BYTES = 12;
 /** Stats at once while indexing the folder at start. */
 const STAT_CONCURRENCY = 32;
+/** The allocation unit assumed when the folder's cannot be read (ext4's, XFS's). */
+const DEFAULT_BLOCK_SIZE = 4096;
 
 const hash = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 32);
 
@@ -79,6 +81,10 @@ export class BlockCache<R> {
   private readonly state: DiskState;
   /** Writes under way that no request waits for. */
   private readonly pending = new Set<Promise<void>>();
+  /** Object folders this process made or wrote into: no mkdir per block (one vanished meanwhile is made again). */
+  private readonly madeFolders = new Set<string>();
+  /** The folder's allocation unit, so a file's real size is known without a stat after each write. */
+  private blockSize = DEFAULT_BLOCK_SIZE;
 
   private constructor(private readonly options: BlockCacheOptions) {
     this.state = new DiskState('source', options.dir, options.metrics, options.log);
@@ -87,7 +93,10 @@ export class BlockCache<R> {
   /** Opens (creating when needed) and indexes the folder. Never throws: an unusable folder starts degraded. */
   static async open<R>(options: BlockCacheOptions): Promise<BlockCache<R>> {
     const cache = new BlockCache<R>(options);
-    await cache.state.openFolder(() => cache.rebuild());
+    await cache.state.openFolder(async () => {
+      cache.blockSize = (await stat(options.dir)).blksize || DEFAULT_BLOCK_SIZE;
+      await cache.rebuild();
+    });
     cache.publish();
     return cache;
   }
@@ -127,7 +136,8 @@ export class BlockCache<R> {
     this.remember(object.folder, file);
     this.inBackground(async () => {
       await this.dropOtherVersions(object);
-      const bytes = await this.store(object, RECORD, (path) => writeAtomically(path, JSON.stringify(file)));
+      const json = JSON.stringify(file);
+      const bytes = await this.store(object, RECORD, Buffer.byteLength(json), (path) => writeAtomically(path, json));
       // Replaced meanwhile by a newer version: this one's folder is garbage.
       if (this.records.get(object.key)?.file !== file) return;
       this.index({ path: `${object.folder}/${RECORD}`, folder: object.folder, bytes });
@@ -195,7 +205,7 @@ export class BlockCache<R> {
     header.writeUInt32BE(MAGIC, 0);
     header.writeUInt32BE(data.length, 4);
     header.writeUInt32BE(crc32(data), 8);
-    const bytes = await this.store(object, name, (path) => writeAtomically(path, Buffer.concat([header, data])));
+    const bytes = await this.store(object, name, HEADER_BYTES + data.length, (path) => writeAtomically(path, Buffer.concat([header, data])));
     this.index({ path: `${object.folder}/${name}`, folder: object.folder, bytes });
     await this.evictToBound(`${object.folder}/${name}`);
   }
@@ -223,7 +233,7 @@ export class BlockCache<R> {
   async putWhole(object: CachedObject, size: number, produce: (tempPath: string) => Promise<void>): Promise<string> {
     if (size > this.options.maxBytes) throw new CacheUnavailableError(`a ${size}-byte object does not fit a ${this.options.maxBytes}-byte cache`);
     const name = `whole-${size}`;
-    const bytes = await this.store(object, name, async (path) => {
+    const bytes = await this.store(object, name, size, async (path) => {
       const temp = join(this.options.dir, `${TEMP_PREFIX}${randomUUID()}`);
       try {
         // Fails fast, before any download, when the folder cannot be written.
@@ -258,25 +268,30 @@ export class BlockCache<R> {
   }
 
   /**
-   * Writes one file into the object's folder through `write` (which must replace the file
-   * atomically) and returns its real size; disk trouble becomes CacheUnavailableError.
+   * Writes one file of `size` bytes into the object's folder through `write` (which must
+   * replace the file atomically) and returns its real size on disk; disk trouble becomes
+   * CacheUnavailableError.
    */
-  private async store(object: CachedObject, name: string, write: (path: string) => Promise<void>): Promise<number> {
+  private async store(object: CachedObject, name: string, size: number, write: (path: string) => Promise<void>): Promise<number> {
     const folder = join(this.options.dir, object.folder);
     const path = join(folder, name);
     const attempt = async () => {
-      await mkdir(folder, { recursive: true });
+      if (!this.madeFolders.has(object.folder)) {
+        await mkdir(folder, { recursive: true });
+        this.madeFolders.add(object.folder);
+      }
       await write(path);
-      return allocated(await stat(path));
     };
     try {
-      // Once more if the folder vanished in between (a version dropped, emptied by eviction).
-      const bytes = await attempt().catch((error: unknown) => {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return attempt();
-        throw error;
+      // Once more if the folder vanished in between (a version dropped, emptied by eviction, deleted behind our back).
+      await attempt().catch((error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        this.madeFolders.delete(object.folder);
+        return attempt();
       });
       this.state.noteSuccess();
-      return bytes;
+      // What the file takes on disk, as a stat would tell (and a restart indexes): whole allocation units.
+      return Math.ceil(size / this.blockSize) * this.blockSize;
     } catch (error) {
       throw isDiskError(error) ? this.state.noteFailure(error) : error;
     }
@@ -305,6 +320,7 @@ export class BlockCache<R> {
 
   private async dropFolder(folder: string): Promise<void> {
     for (const name of [...(this.folders.get(folder) ?? [])]) this.unindex(`${folder}/${name}`);
+    this.madeFolders.delete(folder);
     await rm(join(this.options.dir, folder), { recursive: true, force: true });
     await rmdir(join(this.options.dir, folder.slice(0, folder.indexOf('/')))).catch(() => undefined);
   }
@@ -348,7 +364,10 @@ export class BlockCache<R> {
     const entry = this.unindex(path);
     if (!entry || !deleteFile) return;
     await deleteFiles(join(this.options.dir, path));
-    if (!this.folders.has(entry.folder)) await rmdir(join(this.options.dir, entry.folder)).catch(() => undefined);
+    if (!this.folders.has(entry.folder)) {
+      this.madeFolders.delete(entry.folder);
+      await rmdir(join(this.options.dir, entry.folder)).catch(() => undefined);
+    }
   }
 
   /** Deletes least recently used files until within the bound; `keep` (just written) is spared. */

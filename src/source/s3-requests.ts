@@ -8,6 +8,7 @@ import type { Log } from '../cache/disk-cache.js';
 import type { S3Config } from '../config.js';
 import { badGateway, IiifError, sourceUnavailable, undecodableSource } from '../errors.js';
 import type { Metrics } from '../metrics.js';
+import { LeanGet } from './s3-lean-get.js';
 import { classify, FETCH_RESULTS, IncompleteBody, NotModified, VersionChanged, type FetchResult } from './s3-failures.js';
 import { sourceChanged } from './source.js';
 
@@ -24,6 +25,9 @@ export interface S3Location {
   bucket?: string;
   key: string;
 }
+
+/** What the requests read of a GET's answer, whichever path sent it (the SDK, or the lean one for blocks). */
+type Answer = Pick<GetObjectCommandOutput, 'ETag' | 'ContentRange' | 'ContentLength' | 'LastModified'> & { Body?: unknown };
 
 /** What a GET was for; labels iiif_source_gets_total. */
 type GetKind = 'first' | 'range' | 'whole';
@@ -48,6 +52,8 @@ export class S3Requests {
   private readonly kinds: Counter<'kind'>;
   private readonly bytes: Counter;
   private readonly fetchSeconds: Histogram;
+  /** Block reads, the hot path of a cold server, skip the SDK's per-request middleware stack. */
+  private readonly lean: LeanGet;
 
   constructor(
     private readonly config: S3Config,
@@ -60,6 +66,7 @@ export class S3Requests {
     this.kinds = metrics.counter('iiif_source_gets_total', 'GETs to S3 by purpose: first (version and first block), range (blocks), whole (objects decoded whole).', ['kind']);
     this.bytes = metrics.counter('iiif_source_fetched_bytes_total', 'Body bytes received from S3.');
     this.fetchSeconds = metrics.histogram('iiif_source_fetch_seconds', 'Time per S3 request for a source object, body included.');
+    this.lean = LeanGet.for(config, client);
   }
 
   /** One S3 client per process (the derivative store's too): our own retries, and timeouts per connection and per wait for bytes. */
@@ -101,7 +108,7 @@ export class S3Requests {
    */
   first(key: string, etag: string | undefined, length: number, deadline: AbortSignal): Promise<{ version: ObjectVersion; bytes: Buffer }> {
     const input = { Key: key, Range: `bytes=0-${length - 1}`, IfNoneMatch: etag && quoted(etag) };
-    return this.get('first', input, deadline, async (response) => {
+    return this.get('first', () => this.sdkGet(input, deadline), async (response) => {
       const size = totalSize(response);
       const bytes = await readBody(response.Body as Readable, Math.min(length, size));
       return { version: { etag: unquoted(response.ETag), size, lastModified: response.LastModified ?? new Date() }, bytes };
@@ -114,8 +121,11 @@ export class S3Requests {
 
   /** Bytes [start, end) of exactly version `etag`; VersionChanged when S3 holds another now. */
   range(at: S3Location, etag: string, start: number, end: number, deadline: AbortSignal): Promise<Buffer> {
-    const input = { ...where(at), Range: `bytes=${start}-${end - 1}`, IfMatch: quoted(etag) };
-    return this.get('range', input, deadline, async (response) => {
+    const bucket = at.bucket ?? this.config.bucket;
+    const [range, ifMatch] = [`bytes=${start}-${end - 1}`, quoted(etag)];
+    const send = async (): Promise<Answer> =>
+      (await this.lean.get(bucket, at.key, range, ifMatch, deadline)) ?? this.sdkGet({ Bucket: bucket, Key: at.key, Range: range, IfMatch: ifMatch }, deadline);
+    return this.get('range', send, async (response) => {
       if (unquoted(response.ETag) !== etag) throw new VersionChanged();
       const length = end - start;
       if (response.ContentRange !== undefined && !response.ContentRange.startsWith(`bytes ${start}-${end - 1}/`)) {
@@ -128,7 +138,7 @@ export class S3Requests {
 
   /** The whole of version `etag` (`size` bytes), streamed into the file at `path`. */
   wholeToFile(at: S3Location, etag: string, size: number, path: string, deadline: AbortSignal): Promise<void> {
-    return this.get('whole', { ...where(at), IfMatch: quoted(etag) }, deadline, async (response) => {
+    return this.get('whole', () => this.sdkGet({ ...where(at), IfMatch: quoted(etag) }, deadline), async (response) => {
       checkWhole(response, etag, size);
       await pipeline(response.Body as Readable, createWriteStream(path), { signal: deadline }).catch((error: unknown) => {
         throw deadline.aborted ? error : new IncompleteBody('the object body ended early', { cause: error });
@@ -138,7 +148,7 @@ export class S3Requests {
 
   /** The whole of version `etag` (`size` bytes) in memory. */
   wholeToMemory(at: S3Location, etag: string, size: number, deadline: AbortSignal): Promise<Buffer> {
-    return this.get('whole', { ...where(at), IfMatch: quoted(etag) }, deadline, async (response) => {
+    return this.get('whole', () => this.sdkGet({ ...where(at), IfMatch: quoted(etag) }, deadline), async (response) => {
       checkWhole(response, etag, size);
       return readBody(response.Body as Readable, size);
     });
@@ -176,18 +186,18 @@ export class S3Requests {
     }
   }
 
-  /** One GET, timed and counted, handing the response to `consume` (which reads the body). */
-  private async get<T>(
-    kind: GetKind,
-    input: Omit<GetObjectCommandInput, 'Bucket'> & { Bucket?: string },
-    deadline: AbortSignal,
-    consume: (response: GetObjectCommandOutput) => Promise<T>,
-  ): Promise<T> {
+  /** A GetObject through the SDK (the source's bucket unless the input names another). */
+  private sdkGet(input: Omit<GetObjectCommandInput, 'Bucket'> & { Bucket?: string }, deadline: AbortSignal): Promise<Answer> {
+    return this.client.send(new GetObjectCommand({ Bucket: this.config.bucket, ...input }), { abortSignal: deadline });
+  }
+
+  /** One GET sent by `send`, timed and counted, handing the response to `consume` (which reads the body). */
+  private async get<T>(kind: GetKind, send: () => Promise<Answer>, consume: (response: Answer) => Promise<T>): Promise<T> {
     const done = this.fetchSeconds.startTimer();
     this.kinds.inc({ kind });
     let result: FetchResult = 'ok';
     try {
-      const response = await this.client.send(new GetObjectCommand({ Bucket: this.config.bucket, ...input }), { abortSignal: deadline });
+      const response = await send();
       if (response.ContentLength === undefined || !response.Body) throw new IncompleteBody('the response has no length or body');
       const value = await consume(response);
       this.bytes.inc(response.ContentLength);
@@ -211,19 +221,21 @@ const quoted = (etag: string): string => `"${etag}"`;
 const unquoted = (etag: string | undefined): string => (etag ?? '').replace(/^"|"$/g, '');
 
 /** The object's length: from Content-Range on a 206, from Content-Length on a 200. */
-function totalSize(response: GetObjectCommandOutput): number {
+function totalSize(response: Answer): number {
   const total = /\/(\d+)$/.exec(response.ContentRange ?? '')?.[1];
   return total === undefined ? response.ContentLength! : Number(total);
 }
 
-function checkWhole(response: GetObjectCommandOutput, etag: string, size: number): void {
+function checkWhole(response: Answer, etag: string, size: number): void {
   if (unquoted(response.ETag) !== etag) throw new VersionChanged();
   if (response.ContentLength !== size) throw new IncompleteBody(`expected ${size} bytes, the answer has ${response.ContentLength}`);
 }
 
 /**
  * Exactly `length` bytes of a body: more are not read (the connection is dropped), fewer are
- * an incomplete body, retried like a broken connection.
+ * an incomplete body, retried like a broken connection. A body of exactly `length` bytes is
+ * read to its end, so its keep-alive connection goes back to the pool (stopping at the last
+ * byte, before the end is seen, would close it: a new connection per block).
  */
 async function readBody(body: Readable, length: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -232,7 +244,7 @@ async function readBody(body: Readable, length: number): Promise<Buffer> {
     for await (const chunk of body) {
       chunks.push(chunk as Buffer);
       received += (chunk as Buffer).length;
-      if (received >= length) break;
+      if (received > length) break;
     }
   } catch (error) {
     throw new IncompleteBody('the object body ended early', { cause: error });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -107,6 +107,23 @@ describe('block cache', () => {
     expect(await readFile((await reopened.wholePath(object, 5))!, 'utf8')).toBe('whole');
     expect((await readdir(dir)).sort()).toEqual([object.folder.split('/')[0]]);
     expect(reopened.bytes).toBe(cache.bytes);
+  });
+
+  it('keeps blocks written in the background intact across a restart, with sizes as on disk, even after its folders were deleted', async () => {
+    const { dir, cache } = await open();
+    const object = cache.object('many.tif', 'v1');
+    const blocks = Array.from({ length: 40 }, (_, i) => randomBytes(i === 39 ? 1000 : 64 * 1024));
+    for (const [index, data] of blocks.entries()) cache.keepBlock(object, index, data);
+    await cache.settle();
+    expect(cache.bytes).toBe((await filesIn(dir)).reduce((sum, f) => sum + f.bytes, 0));
+    // The folder it wrote into vanishes behind its back: the next writes make it again.
+    await rm(join(dir, object.folder.split('/')[0]!), { recursive: true });
+    for (const [index, data] of blocks.entries()) cache.keepBlock(object, index, data);
+    await cache.settle();
+    const reopened = (await open(dir)).cache;
+    for (const [index, data] of blocks.entries()) expect((await reopened.readBlock(object, index))!.equals(data)).toBe(true);
+    expect(reopened.bytes).toBe(cache.bytes);
+    expect(reopened.bytes).toBe((await filesIn(dir)).reduce((sum, f) => sum + f.bytes, 0));
   });
 
   it('drops every version of a key on purge', async () => {
