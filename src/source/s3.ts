@@ -114,6 +114,11 @@ export class S3Source implements ImageSource {
 
   async resolve(identifier: string): Promise<SourceRef> {
     checkIdentifier(identifier);
+    // The fleet's derivatives, leases and markers share the bucket but are no images: never
+    // served, probed or listed as sources (a 404 without asking S3).
+    if (this.derivativeKeys && this.key(identifier).startsWith(this.derivativeKeys)) {
+      throw notFound(`no image with identifier "${printable(identifier)}"`);
+    }
     const known = this.missing?.get(identifier);
     if (known) {
       this.negativeHits.inc();

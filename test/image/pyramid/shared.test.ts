@@ -202,6 +202,13 @@ describe('shared pyramids', () => {
     expect((await s.app.inject(tileUrl(key))).statusCode).toBe(200);
     expect(await keysUnder(store, `${PREFIX}${key}/`)).toHaveLength(3);
     expect((await s.source.list!(1000)).filter((identifier) => identifier.startsWith(PREFIX))).toEqual([]);
+    // Nor can a derivative, a lease or a marker be asked for as an image: 404, S3 not asked.
+    const before = store.requests.length;
+    for (const name of ['pyramid.tif', 'complete', 'info.json']) {
+      const asImage = await s.app.inject(`/iiif/3/${encodeURIComponent(`${PREFIX}${key}/${name}`)}/info.json`);
+      expect(asImage.statusCode).toBe(404);
+    }
+    expect(store.requests.length).toBe(before);
 
     const purge = await s.app.inject({ method: 'DELETE', url: `/admin/cache/${key}`, headers: { authorization: `Bearer ${TOKEN}` } });
     expect(purge.statusCode).toBe(204);
