@@ -5,6 +5,7 @@
     {
       "target_name": "jpegtiles",
       "sources": ["src/addon.cc", "src/cut.cc", "src/render.cc"],
+      "include_dirs": ["../common"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api"],
       "libraries": ["-ljpeg"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"],

@@ -5,7 +5,7 @@
     {
       "target_name": "openjp2",
       "sources": ["src/addon.cc", "src/decode.cc", "src/input_stream.cc"],
-      "include_dirs": ["/usr/include/openjpeg-2.5"],
+      "include_dirs": ["/usr/include/openjpeg-2.5", "../common"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api"],
       "libraries": ["-lopenjp2"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"],

@@ -7,6 +7,7 @@
 
 #include "cut.h"
 #include "render.h"
+#include "napi_options.h"
 
 namespace {
 
@@ -54,21 +55,7 @@ class RenderWorker : public Napi::AsyncWorker {
   RenderResult result_;
 };
 
-// A non-negative integer option no larger than `max`, or false after throwing.
-bool read_integer(Napi::Object options, const char* name, double max, double* out) {
-  Napi::Value value = options.Get(name);
-  if (!value.IsNumber()) {
-    Napi::TypeError::New(options.Env(), std::string("options.") + name + " must be a number").ThrowAsJavaScriptException();
-    return false;
-  }
-  const double number = value.As<Napi::Number>().DoubleValue();
-  if (!(number >= 0 && number <= max) || number != static_cast<double>(static_cast<uint64_t>(number))) {
-    Napi::RangeError::New(options.Env(), std::string("options.") + name + " is out of range").ThrowAsJavaScriptException();
-    return false;
-  }
-  *out = number;
-  return true;
-}
+using napi_options::read_integer;
 
 // The tiles of an array of Buffers, or false after throwing a TypeError.
 bool read_tiles(Napi::Env env, Napi::Array tiles, std::vector<TileBytes>* out, Napi::Array* held) {

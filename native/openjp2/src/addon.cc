@@ -18,6 +18,7 @@
 #endif
 
 #include "decode.h"
+#include "napi_options.h"
 
 namespace {
 
@@ -152,21 +153,7 @@ class CloseWork : public DecoderWork {
   std::unique_ptr<Jp2Decoder> decoder_;
 };
 
-// A non-negative integer option, or false after throwing a TypeError.
-bool read_integer(Napi::Object options, const char* name, double max, double* out) {
-  Napi::Value value = options.Get(name);
-  if (!value.IsNumber()) {
-    Napi::TypeError::New(options.Env(), std::string("options.") + name + " must be a number").ThrowAsJavaScriptException();
-    return false;
-  }
-  const double number = value.As<Napi::Number>().DoubleValue();
-  if (!(number >= 0 && number <= max) || number != static_cast<double>(static_cast<uint64_t>(number))) {
-    Napi::RangeError::New(options.Env(), std::string("options.") + name + " is out of range").ThrowAsJavaScriptException();
-    return false;
-  }
-  *out = number;
-  return true;
-}
+using napi_options::read_integer;
 
 // new Decoder(input: Buffer | string, options: {size, reduce, reusable}): one file (its bytes, or
 // a local file's path, `size` bytes long) at one resolution level. decode({x0, y0, x1, y1,
