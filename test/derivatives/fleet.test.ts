@@ -44,6 +44,18 @@ function open(owner: string, options: ContainerOptions = {}): Derivatives {
 
 const dist = (path: string) => pathToFileURL(join(projectRoot(), 'dist', 'src', path)).href;
 
+/** A conversion standing in for the real one (it hands over `files`), counting how often it ran. */
+function countedBuild(): { build: () => Promise<DerivativeFiles>; builds: () => number } {
+  let builds = 0;
+  return {
+    build: async () => {
+      builds++;
+      return files;
+    },
+    builds: () => builds,
+  };
+}
+
 /**
  * Another container, as a process of its own (the compiled server code; npm test builds first):
  * it converts one source version through the fleet, with `files` standing for its conversion.
@@ -130,18 +142,10 @@ describe.each([
     expect(await b.leases.current(sourceKey, 'v1')).toMatchObject({ owner: 'container-doomed', phase: 'uploading' });
 
     const progress: WaitProgress[] = [];
-    let builds = 0;
-    const result = await b.fleet.obtain(
-      sourceKey,
-      'v1',
-      async () => {
-        builds++;
-        return files;
-      },
-      { onProgress: (step) => progress.push(step) },
-    );
+    const { build, builds } = countedBuild();
+    const result = await b.fleet.obtain(sourceKey, 'v1', build, { onProgress: (step) => progress.push(step) });
     expect(result).toMatchObject({ built: true });
-    expect(builds).toBe(1);
+    expect(builds()).toBe(1);
     expect(progress.some((step) => step.holder?.owner === 'container-doomed' && step.holder.phase === 'uploading')).toBe(true);
     expect((await objectBytes(store, keys.pyramid)).equals(pyramidBytes)).toBe(true);
     expect(await keysUnder(store, keys.dir)).toEqual([keys.complete, keys.info, keys.pyramid]);
@@ -171,18 +175,10 @@ describe.each([
     const waiter = openDerivatives(fleetConfig(store, { waitMs: 500 }), metrics, { owner: 'container-w', settleMs: 400 })!;
     opened.push(waiter);
     const progress: WaitProgress[] = [];
-    let builds = 0;
-    const result = await waiter.fleet.obtain(
-      sourceKey,
-      'v1',
-      async () => {
-        builds++;
-        return files;
-      },
-      { onProgress: (step) => progress.push(step) },
-    );
+    const { build, builds } = countedBuild();
+    const result = await waiter.fleet.obtain(sourceKey, 'v1', build, { onProgress: (step) => progress.push(step) });
     expect(result).toEqual({ derivative: undefined, holder: expect.objectContaining({ owner: 'container-slow', phase: 'converting' }) });
-    expect(builds).toBe(0);
+    expect(builds()).toBe(0);
     expect(progress.length).toBeGreaterThanOrEqual(2);
     expect(progress.every((step, i) => i === 0 || step.waitedMs > progress[i - 1]!.waitedMs)).toBe(true);
     expect(await metrics.registry.metrics()).toContain('iiif_derivative_obtained_total{result="timeout"} 1');
@@ -192,13 +188,9 @@ describe.each([
     const sourceKey = `refused/${strict}.jpg`;
     const a = open('container-a');
     store.fault = (r) => (r.method === 'PUT' ? { status: 403, code: 'AccessDenied' } : undefined);
-    let builds = 0;
-    const obtaining = a.fleet.obtain(sourceKey, 'v1', async () => {
-      builds++;
-      return files;
-    });
-    await expect(obtaining).rejects.toBeInstanceOf(DerivativeStoreError);
-    expect(builds).toBe(0);
+    const { build, builds } = countedBuild();
+    await expect(a.fleet.obtain(sourceKey, 'v1', build)).rejects.toBeInstanceOf(DerivativeStoreError);
+    expect(builds()).toBe(0);
     expect(await keysUnder(store, `${PREFIX}${sourceKey}/`)).toEqual([]);
   });
 
@@ -207,17 +199,13 @@ describe.each([
     const a = open('container-a');
     const keys = a.store.keys(sourceKey, 'v1');
     store.fault = (r) => (r.method === 'PUT' && r.key === keys.pyramid ? { status: 500, code: 'InternalError' } : undefined);
-    let builds = 0;
-    const build = async () => {
-      builds++;
-      return files;
-    };
+    const { build, builds } = countedBuild();
     await expect(a.fleet.obtain(sourceKey, 'v1', build)).rejects.toBeInstanceOf(DerivativeStoreError);
-    expect(builds).toBe(1);
+    expect(builds()).toBe(1);
     expect(await keysUnder(store, keys.dir)).toEqual([]);
     store.fault = undefined;
     expect(await open('container-b').fleet.obtain(sourceKey, 'v1', build)).toMatchObject({ built: true });
-    expect(builds).toBe(2);
+    expect(builds()).toBe(2);
   });
 
   it('a new source ETag makes a new derivative; the old one is not used, and prune finds and removes it', async () => {
