@@ -3,7 +3,7 @@
 # native/jpegtiles compiles against (libjpeg62-turbo-dev) and the compiler node-gyp needs. Then
 # builds the addon if it is not built yet and checks that Node can load it (the tests compare its
 # responses with libtiff's pixels and with the sharp path's: test/http/foreign-pyramids.system.test.ts,
-# test/image/tiles/jpeg-render.system.test.ts).
+# test/image/tiles/jpeg-native.system.test.ts).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 addon="$root/native/jpegtiles/build/Release/jpegtiles.node"

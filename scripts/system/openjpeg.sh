@@ -16,7 +16,7 @@ if [ "${#packages[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${packages[@]}" >/dev/null
 fi
 if [ ! -f "$addon" ]; then
-  (cd "$root" && npm run --silent build:native)
+  (cd "$root" && npm run --silent build:native -- openjp2)
 fi
 if ! node -e 'require(process.argv[1])' "$addon"; then
   echo "openjpeg.sh: the native JPEG 2000 decoder ($addon) does not load" >&2
