@@ -8,7 +8,7 @@
  *   npm run bench:compare -- W1 JP2    some of them
  */
 import { availableParallelism } from 'node:os';
-import { startIipsrv } from './iipsrv.js';
+import { IIPSRV_PROBE, startIipsrv } from './iipsrv.js';
 import { ensureBenchImages, PLAIN_JPEGS, PYRAMIDS } from './images.js';
 import { compareJp2, JP2_WORKLOAD } from './jp2-compare.js';
 import { benchDataDir, describeMeasurement, runWorkload, startOurs, workloads, writeReport, type Measurement } from './run.js';
@@ -56,7 +56,7 @@ async function compareWorkloads(chosen: Set<string>): Promise<void> {
     if (chosen.size > 0 && !chosen.has(workload.name)) continue;
     for (const connections of workload.connections.filter((c) => c <= 32)) {
       const runOurs = () => runWorkload(workload, connections, () => startOurs(dataDir, workload.env));
-      const runTheirs = () => runWorkload(theirs[index]!, connections, () => startIipsrv(dataDir, availableParallelism()));
+      const runTheirs = () => runWorkload(theirs[index]!, connections, () => startIipsrv(dataDir, availableParallelism()), IIPSRV_PROBE);
       const runs: Array<{ ours: Measurement; iipsrv: Measurement }> = [];
       for (let attempt = 0; attempt < repeats; attempt++) {
         const [a, b] = oursFirst ? [await runOurs(), await runTheirs()] : [await runTheirs(), await runOurs()].reverse();
@@ -79,12 +79,12 @@ async function compareWorkloads(chosen: Set<string>): Promise<void> {
       pairs.push(pair);
     }
   }
-  const header = '| workload | conns | ours req/s | iipsrv req/s | ratio | ours req/s/core | iipsrv req/s/core | ratio per core | ours p99 ms | iipsrv p99 ms | ours errors | iipsrv errors | ours peak RSS MiB | iipsrv peak RSS MiB |';
+  const header = '| workload | conns | ours req/s | iipsrv req/s | ratio | ours req/s/core | iipsrv req/s/core | ratio per core | ours p99 ms | iipsrv p99 ms | ours errors | iipsrv errors | ours peak RSS MiB | iipsrv peak RSS MiB | ours /health p99 / max ms | iipsrv probe p99 / max ms |';
   const rows = pairs.map(
     (p) =>
-      `| ${p.workload} | ${p.connections} | ${p.ours.requestsPerSecond} | ${p.iipsrv.requestsPerSecond} | ${p.ratio} | ${p.ours.requestsPerSecondPerCore} | ${p.iipsrv.requestsPerSecondPerCore} | ${p.ratioPerCore} | ${p.ours.latencyMs.p99} | ${p.iipsrv.latencyMs.p99} | ${p.ours.errors + p.ours.non2xx} | ${p.iipsrv.errors + p.iipsrv.non2xx} | ${p.ours.peakRssMiB} | ${p.iipsrv.peakRssMiB} |`,
+      `| ${p.workload} | ${p.connections} | ${p.ours.requestsPerSecond} | ${p.iipsrv.requestsPerSecond} | ${p.ratio} | ${p.ours.requestsPerSecondPerCore} | ${p.iipsrv.requestsPerSecondPerCore} | ${p.ratioPerCore} | ${p.ours.latencyMs.p99} | ${p.iipsrv.latencyMs.p99} | ${p.ours.errors + p.ours.non2xx} | ${p.iipsrv.errors + p.iipsrv.non2xx} | ${p.ours.peakRssMiB} | ${p.iipsrv.peakRssMiB} | ${p.ours.probe.p99Ms} / ${p.ours.probe.maxMs} | ${p.iipsrv.probe.p99Ms} / ${p.iipsrv.probe.maxMs} |`,
   );
-  const notes = `Each row: the run with the median req/s per core of ${repeats} per server, alternating which server goes first. iiif-processor: not installed, not measured. iipsrv: Debian iipimage-server 1.1 under lighttpd mod_fastcgi, one process per core. W2 for iipsrv reads the pyramidal TIFFs of W1 (it cannot read JPEG). W6–W9 read pyramids made by Debian's vips 8.14 and ImageMagick (bench/images.ts), the same files for both servers.`;
+  const notes = `Each row: the run with the median req/s per core of ${repeats} per server, alternating which server goes first. iiif-processor: not installed, not measured. iipsrv: Debian iipimage-server 1.1 under lighttpd mod_fastcgi, one process per core. W2 for iipsrv reads the pyramidal TIFFs of W1 (it cannot read JPEG). W6–W9 read pyramids made by Debian's vips 8.14 and ImageMagick (bench/images.ts), the same files for both servers. Probe: one request at a time every 25 ms during the load, our /health and iipsrv's FastCGI endpoint without arguments (it has no health route; a 400 help page that waits for a free worker like any request).`;
   await writeReport('compare', 'Ours vs iipsrv', { pairs }, `${notes}\n\n${[header, header.replace(/[^|]+/g, '---'), ...rows].join('\n')}`);
 }
 

@@ -21,7 +21,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { projectRoot } from '../src/paths.js';
-import { startIipsrv } from './iipsrv.js';
+import { IIPSRV_PROBE, startIipsrv } from './iipsrv.js';
 import { BENCH_HEIGHT, BENCH_WIDTH, ensureTexture, PLAIN_JPEGS, PLAIN_SEEDS } from './images.js';
 import { benchDataDir, describeMeasurement, measure, type Measurement, type Workload, writeReport } from './run.js';
 import { fetchAll, Fleet, mb, minus, percentile, round1, S3_FROM_EC2, type Timed, viewerRun } from './s3-fleet.js';
@@ -262,7 +262,7 @@ async function coldFlat(store: S3Store, sources: Sources): Promise<ColdResult> {
     let theirs: Measurement;
     try {
       const warmupSeconds = await openAll(iipsrv.url, '/iiif', tiffNames);
-      theirs = { ...(await measure([iipsrv.pid], iipsrv.url, coldWorkload('/iiif', tiffNames), COLD_CONNECTIONS)), warmupSeconds };
+      theirs = { ...(await measure([iipsrv.pid], iipsrv.url, coldWorkload('/iiif', tiffNames), COLD_CONNECTIONS, IIPSRV_PROBE)), warmupSeconds };
     } finally {
       await iipsrv.stop();
     }
@@ -279,7 +279,7 @@ const statusText = (counts: Record<string, number>) => Object.entries(counts).ma
 function report(a: NewImageResult, built: PrebuildResult, b: JoinResult, c: ColdResult): string {
   const total = a.conversions.reduce((x, y) => x + y, 0);
   const cRow = (who: string, m: Measurement) =>
-    `| ${who} | ${m.requests} | ${m.requestsPerSecond} | ${m.latencyMs.p50} | ${m.latencyMs.p99} | ${m.errors} | ${m.non2xx} (503: ${m.status503}) | ${m.coresUsed} | **${m.requestsPerSecondPerCore}** | ${m.warmupSeconds} |`;
+    `| ${who} | ${m.requests} | ${m.requestsPerSecond} | ${m.latencyMs.p50} | ${m.latencyMs.p99} | ${m.errors} | ${m.non2xx} (503: ${m.status503}) | ${m.coresUsed} | **${m.requestsPerSecondPerCore}** | ${m.probe.p99Ms} / ${m.probe.maxMs} | ${m.warmupSeconds} |`;
   return [
     `S3: s3rver behind a proxy with ${S3_FROM_EC2.firstByteMs} ms to first byte and ${S3_FROM_EC2.bytesPerSecond / 1e6} MB/s per connection. ${REPLICAS} server processes behind HAProxy, IIIF_DERIVATIVE_PREFIX=${DERIVATIVE_PREFIX}.`,
     '',
@@ -299,7 +299,7 @@ function report(a: NewImageResult, built: PrebuildResult, b: JoinResult, c: Cold
     '',
     `**c. Cold flat sources** (${COLD_IDENTIFIERS} identifiers, every tile of every level shuffled, ${COLD_SECONDS} s, ${COLD_CONNECTIONS} connections, IIIF 2.1 URLs; first each identifier's info.json, the warm-up column). Ours: fresh processes behind HAProxy with empty caches, derivatives in the store, CPU of the server processes (HAProxy not counted), ${c.ours.map((f) => f.conversions).join(' / ')} conversions during the runs. iipsrv: the same images as flat tiled TIFFs (256-px JPEG tiles, one resolution) on local disk, lighttpd + ${availableParallelism()} FastCGI processes. Load ${c.load}:`,
     '',
-    '| server | requests | req/s | p50 ms | p99 ms | errors | non-2xx | cores used | tiles/s per core | warm-up s |',
+    '| server | requests | req/s | p50 ms | p99 ms | errors | non-2xx | cores used | tiles/s per core | probe p99 / max ms (ours /health) | warm-up s |',
     '|---|---|---|---|---|---|---|---|---|---|',
     ...c.ours.map((f) => cRow(`ours, ${f.processes} processes`, f.measurement)),
     cRow('iipsrv', c.iipsrv),

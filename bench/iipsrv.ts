@@ -24,6 +24,9 @@ async function freePort(): Promise<number> {
  * FastCGI process per core (iipsrv is single-threaded), IIIF 2 at /iiif/{identifier}/….
  * Fails loudly when the packages are missing (npm run bench:compare installs them).
  */
+/** iipsrv's FastCGI endpoint without arguments: a 400 help page, no image opened (it has no health route). */
+export const IIPSRV_PROBE = '/fcgi-bin/iipsrv.fcgi';
+
 export async function startIipsrv(dataDir: string, processes: number, environment: Record<string, string> = {}): Promise<RunningServer> {
   for (const binary of [LIGHTTPD, IIPSRV]) {
     await access(binary).catch(() => {

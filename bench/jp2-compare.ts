@@ -9,7 +9,8 @@
  */
 import { availableParallelism } from 'node:os';
 import type { Request } from 'autocannon';
-import { startIipsrv } from './iipsrv.js';
+import { IIPSRV_PROBE, startIipsrv } from './iipsrv.js';
+import { type Latency, PROBE_GAP_MS, sampleLatency, timedGet } from './probe.js';
 import { ARCHIVAL_JP2, BENCH_HEIGHT, BENCH_WIDTH, ensureJp2, JP2_UNTILED } from './images.js';
 import autocannon from './load-generator.js';
 import { startOurs, writeReport } from './run.js';
@@ -22,8 +23,6 @@ const LOAD_SECONDS = Number(process.env.BENCH_JP2_SECONDS ?? 20);
 const CONNECTIONS = (process.env.BENCH_JP2_CONNECTIONS ?? '8,32').split(',').map(Number);
 /** How long after the load RSS is read again: time for caches and allocators to give back. */
 const SETTLE_MS = 5_000;
-/** Pause between two samples of the tiny request (each waits for the previous answer). */
-const SAMPLE_GAP_MS = 25;
 /** Level 0 in the middle of the image: the decode reads the middle of the codestream. */
 const FULL_TILE = '6144,4608,256,256/256,/0/default.jpg';
 
@@ -38,13 +37,6 @@ interface Contender {
    * without opening an image, through the same busy workers.
    */
   probe: string;
-}
-
-interface Latency {
-  samples: number;
-  p99Ms: number;
-  maxMs: number;
-  statuses: Record<string, number>;
 }
 
 export interface Jp2Run {
@@ -71,36 +63,6 @@ const round1 = (n: number) => Math.round(n * 10) / 10;
 const mib = (bytes: number) => round1(bytes / 2 ** 20);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function timedGet(url: string): Promise<{ status: number; ms: number }> {
-  const begun = performance.now();
-  const response = await fetch(url);
-  await response.arrayBuffer();
-  return { status: response.status, ms: performance.now() - begun };
-}
-
-/** Requests `url` one at a time until stopped; latencies and statuses (0: no answer). */
-function sampleLatency(url: string): { stop(): Promise<Latency> } {
-  const times: number[] = [];
-  const statuses: Record<string, number> = {};
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const { status, ms } = await timedGet(url).catch(() => ({ status: 0, ms: NaN }));
-      statuses[status] = (statuses[status] ?? 0) + 1;
-      if (!Number.isNaN(ms)) times.push(ms);
-      await sleep(SAMPLE_GAP_MS);
-    }
-  })();
-  return {
-    stop: async () => {
-      running = false;
-      await loop;
-      const sorted = times.sort((a, b) => a - b);
-      const p99 = sorted[Math.max(0, Math.ceil(sorted.length * 0.99) - 1)] ?? NaN;
-      return { samples: sorted.length, p99Ms: round1(p99), maxMs: round1(sorted.at(-1) ?? NaN), statuses };
-    },
-  };
-}
 
 /** One URL after the other across all connections, each about once. */
 function handedOut(paths: string[]): Request[] {
@@ -177,9 +139,9 @@ export async function compareJp2(dataDir: string): Promise<void> {
   const contenders: Contender[] = [
     { name: 'ours', start: () => startOurs(dataDir), base: `/iiif/2/${JP2_UNTILED}`, probe: '/health' },
     // All quality layers, as we decode them: the same pixels as opj_decompress.
-    { name: 'iipsrv', start: () => startIipsrv(dataDir, availableParallelism(), { MAX_LAYERS: '-1' }), base: `/iiif/${JP2_UNTILED}`, probe: '/fcgi-bin/iipsrv.fcgi' },
+    { name: 'iipsrv', start: () => startIipsrv(dataDir, availableParallelism(), { MAX_LAYERS: '-1' }), base: `/iiif/${JP2_UNTILED}`, probe: IIPSRV_PROBE },
     // iipsrv's default decodes only half the layers (less work, a coarser picture), shown for reference.
-    { name: 'iipsrv half layers', start: () => startIipsrv(dataDir, availableParallelism()), base: `/iiif/${JP2_UNTILED}`, probe: '/fcgi-bin/iipsrv.fcgi' },
+    { name: 'iipsrv half layers', start: () => startIipsrv(dataDir, availableParallelism()), base: `/iiif/${JP2_UNTILED}`, probe: IIPSRV_PROBE },
   ];
   const runs: Jp2Run[] = [];
   for (const [index, connections] of CONNECTIONS.entries()) {
@@ -193,7 +155,7 @@ export async function compareJp2(dataDir: string): Promise<void> {
   const notes =
     `${JP2_UNTILED}: ${BENCH_WIDTH}×${BENCH_HEIGHT}, opj_compress ${ARCHIVAL_JP2.join(' ')}. Every row a fresh server process, no warm-up: ` +
     `info.json then a full-resolution tile (${FULL_TILE}) one after the other, then ${LOAD_SECONDS} s of shuffled deep-zoom tiles (IIIF 2.1 \`w,\`), each URL once. ` +
-    `Probe: a request sampled one at a time every ${SAMPLE_GAP_MS} ms during the load (ours /health; iipsrv its FastCGI endpoint without arguments, a 400 help page from memory). ` +
+    `Probe: a request sampled one at a time every ${PROBE_GAP_MS} ms during the load (ours /health; iipsrv its FastCGI endpoint without arguments, a 400 help page from memory). ` +
     `RSS of the process tree: before the first request, after the cold tile, peak during the load, ${SETTLE_MS / 1000} s after it. iipsrv: one FastCGI process per core under lighttpd, with \`MAX_LAYERS=-1\` (every quality layer, as ours and opj_decompress decode) and, for reference, with its default (half the layers: less work, coarser pixels).`;
   await writeReport('compare-jp2', 'JP2: ours vs iipsrv from a cold process', { loadSeconds: LOAD_SECONDS, runs }, `${notes}\n\n${table(runs)}`);
 }

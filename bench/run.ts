@@ -15,6 +15,7 @@ import type { Request } from 'autocannon';
 import autocannon from './load-generator.js';
 import { projectRoot } from '../src/paths.js';
 import { BENCH_HEIGHT, BENCH_WIDTH, ensureBenchImages, FOREIGN_PYRAMIDS, PLAIN_JPEGS, PYRAMIDS } from './images.js';
+import { type Latency, sampleLatency } from './probe.js';
 import { cpuSeconds, startServer, watchPeakRss, type RunningServer } from './server-process.js';
 import { shuffled, tilePaths } from './workloads.js';
 
@@ -52,6 +53,8 @@ export interface Measurement {
   peakRssMiB: number;
   coresUsed: number;
   requestsPerSecondPerCore: number;
+  /** The tiny request sampled during the load (probe.ts): our /health, iipsrv's FastCGI endpoint. */
+  probe: Latency;
   /** Time for the first info.json of each image before measuring: W2's first-touch conversion. */
   warmupSeconds: number;
 }
@@ -108,8 +111,9 @@ function requestsOver(paths: string[], prebuilt: boolean | undefined): Request[]
 }
 
 /** One autocannon run; CPU and peak RSS are those of the process trees of `pids` (the server's, or a fleet's), added up. */
-export async function measure(pids: number[], url: string, workload: Workload, connections: number): Promise<Omit<Measurement, 'warmupSeconds'>> {
+export async function measure(pids: number[], url: string, workload: Workload, connections: number, probePath = '/health'): Promise<Omit<Measurement, 'warmupSeconds'>> {
   const watches = pids.map((pid) => watchPeakRss(pid));
+  const probe = sampleLatency(`${url}${probePath}`);
   const cpuTotal = async () => (await Promise.all(pids.map((pid) => cpuSeconds(pid)))).reduce((a, b) => a + b, 0);
   const cpuBefore = await cpuTotal();
   const started = process.hrtime.bigint();
@@ -124,6 +128,7 @@ export async function measure(pids: number[], url: string, workload: Workload, c
     requests: requestsOver(workload.paths, workload.prebuilt),
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const probed = await probe.stop();
   const cpu = pids.length > 0 ? (await cpuTotal()) - cpuBefore : NaN;
   const peak = pids.length > 0 ? (await Promise.all(watches.map((watch) => watch.stop()))).reduce((a, b) => a + b, 0) : NaN;
   const coresUsed = cpu / seconds;
@@ -142,6 +147,7 @@ export async function measure(pids: number[], url: string, workload: Workload, c
     peakRssMiB: round(peak / 2 ** 20),
     coresUsed: round(coresUsed),
     requestsPerSecondPerCore: round(requestsPerSecond / coresUsed),
+    probe: probed,
   };
 }
 
@@ -186,7 +192,7 @@ async function warmUp(url: string, workload: Workload, connections: number): Pro
  * Runs one measurement against a fresh server (or a given URL), after warming what a real
  * first visit warms: each image's info.json.
  */
-export async function runWorkload(workload: Workload, connections: number, start: (() => Promise<RunningServer>) | string): Promise<Measurement> {
+export async function runWorkload(workload: Workload, connections: number, start: (() => Promise<RunningServer>) | string, probePath = '/health'): Promise<Measurement> {
   const server = typeof start === 'string' ? undefined : await start();
   const url = typeof start === 'string' ? start : server!.url;
   try {
@@ -195,20 +201,20 @@ export async function runWorkload(workload: Workload, connections: number, start
     for (const base of infos) await fetch(`${url}${base}/info.json`);
     const warmupSeconds = round(Number(process.hrtime.bigint() - warming) / 1e9);
     await warmUp(url, workload, connections);
-    return { ...(await measure(server ? [server.pid] : [], url, workload, connections)), warmupSeconds };
+    return { ...(await measure(server ? [server.pid] : [], url, workload, connections, probePath)), warmupSeconds };
   } finally {
     await server?.stop();
   }
 }
 
 export function describeMeasurement(m: Measurement): string {
-  return `${m.workload} c=${m.connections}: ${m.requestsPerSecond} req/s, p99 ${m.latencyMs.p99} ms, ${m.coresUsed} cores, ${m.requestsPerSecondPerCore} req/s/core, peak ${m.peakRssMiB} MiB, errors ${m.errors}, non-2xx ${m.non2xx}`;
+  return `${m.workload} c=${m.connections}: ${m.requestsPerSecond} req/s, p99 ${m.latencyMs.p99} ms, ${m.coresUsed} cores, ${m.requestsPerSecondPerCore} req/s/core, peak ${m.peakRssMiB} MiB, errors ${m.errors}, non-2xx ${m.non2xx}, probe p99 ${m.probe.p99Ms} max ${m.probe.maxMs} ms`;
 }
 
 export function markdownTable(measurements: Measurement[]): string {
-  const header = '| workload | conns | requests | req/s | p50 ms | p97.5 ms | p99 ms | errors | non-2xx | peak RSS MiB | cores used | req/s per core | warm-up s |';
+  const header = '| workload | conns | requests | req/s | p50 ms | p97.5 ms | p99 ms | errors | non-2xx | peak RSS MiB | cores used | req/s per core | /health p99 / max ms | warm-up s |';
   const rows = measurements.map((m) =>
-    `| ${m.workload} | ${m.connections} | ${m.requests} | ${m.requestsPerSecond} | ${m.latencyMs.p50} | ${m.latencyMs.p97_5} | ${m.latencyMs.p99} | ${m.errors} | ${m.non2xx} | ${m.peakRssMiB} | ${m.coresUsed} | ${m.requestsPerSecondPerCore} | ${m.warmupSeconds} |`,
+    `| ${m.workload} | ${m.connections} | ${m.requests} | ${m.requestsPerSecond} | ${m.latencyMs.p50} | ${m.latencyMs.p97_5} | ${m.latencyMs.p99} | ${m.errors} | ${m.non2xx} | ${m.peakRssMiB} | ${m.coresUsed} | ${m.requestsPerSecondPerCore} | ${m.probe.p99Ms} / ${m.probe.maxMs} | ${m.warmupSeconds} |`,
   );
   return [header, header.replace(/[^|]+/g, '---'), ...rows].join('\n');
 }

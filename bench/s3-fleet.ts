@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { LoadBalancer } from '../scripts/cluster/haproxy.js';
 import { startServerProcess, type ServerProcess } from '../scripts/cluster/server-process.js';
 import { BUCKET, type Link, type S3Store, type Traffic } from './s3-store.js';
+import { timedGet } from './probe.js';
 import { viewerSession } from './viewer-session.js';
 
 /** S3 as seen from EC2: 20 ms before the first byte of every object GET, then 90 MB/s per connection. */
@@ -125,13 +126,7 @@ export interface Timed {
   servedBy?: string;
 }
 
-export async function timedGet(url: string): Promise<{ status: number; ms: number; servedBy?: string }> {
-  const begun = performance.now();
-  const response = await fetch(url);
-  await response.arrayBuffer();
-  const servedBy = response.headers.get('x-served-by') ?? undefined;
-  return { status: response.status, ms: performance.now() - begun, ...(servedBy ? { servedBy } : {}) };
-}
+export { timedGet };
 
 /** `paths` below `base`, `concurrency` at a time in order, each timed. */
 export async function fetchAll(base: string, paths: string[], concurrency = SESSION_CONCURRENCY): Promise<Timed[]> {

@@ -1,0 +1,52 @@
+/**
+ * The tiny request a benchmark samples while it loads a server: our `/health` (what the load
+ * balancer's check asks, answered from memory; a blocked event loop shows here first), or for
+ * iipsrv, which has none, its FastCGI endpoint without arguments (`IIPSRV_PROBE`).
+ */
+
+/** Pause between two samples (each waits for the previous answer). */
+export const PROBE_GAP_MS = 25;
+
+export interface Latency {
+  samples: number;
+  p99Ms: number;
+  maxMs: number;
+  /** Answers by status; 0: no answer. */
+  statuses: Record<string, number>;
+}
+
+const round1 = (n: number) => Math.round(n * 10) / 10;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One GET, its body read, timed; `servedBy` is the replica HAProxy names (scripts/cluster/haproxy.ts). */
+export async function timedGet(url: string): Promise<{ status: number; ms: number; servedBy?: string }> {
+  const begun = performance.now();
+  const response = await fetch(url);
+  await response.arrayBuffer();
+  const servedBy = response.headers.get('x-served-by') ?? undefined;
+  return { status: response.status, ms: performance.now() - begun, ...(servedBy ? { servedBy } : {}) };
+}
+
+/** Requests `url` one at a time, PROBE_GAP_MS apart, until stopped; latencies and statuses. */
+export function sampleLatency(url: string): { stop(): Promise<Latency> } {
+  const times: number[] = [];
+  const statuses: Record<string, number> = {};
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const { status, ms } = await timedGet(url).catch(() => ({ status: 0, ms: NaN }));
+      statuses[status] = (statuses[status] ?? 0) + 1;
+      if (!Number.isNaN(ms)) times.push(ms);
+      await sleep(PROBE_GAP_MS);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      const sorted = times.sort((a, b) => a - b);
+      const p99 = sorted[Math.max(0, Math.ceil(sorted.length * 0.99) - 1)] ?? NaN;
+      return { samples: sorted.length, p99Ms: round1(p99), maxMs: round1(sorted.at(-1) ?? NaN), statuses };
+    },
+  };
+}
