@@ -8,6 +8,7 @@
  * with packet-length markers (PLT), and in 1024×1024 tiles.
  */
 import { readFile } from 'node:fs/promises';
+import { loadConfig } from '../src/config.js';
 import { JP2_HEADER_PREFIX_BYTES, jp2Header, levelSize, readJp2Header } from '../src/image/jp2/codestream.js';
 import { decodeJp2, jp2UnavailableReason, openJpegVersion } from '../src/image/jp2/decoder.js';
 import { Jp2Decoders } from '../src/image/jp2/pool.js';
@@ -43,8 +44,11 @@ function headerMicros(file: Buffer): number {
   return median(times);
 }
 
-/** CPU and wall ms per 256×256 tile of one level, over tiles spread across it, each with a decoder of its own or with kept ones. */
-async function tileCost(path: string, file: Buffer, reduce: number, kept: Jp2Decoders | undefined) {
+/**
+ * CPU and wall ms per 256×256 tile of one level, over tiles spread across it, each with a decoder
+ * of its own or with kept ones, each decode on `threads` OpenJPEG threads.
+ */
+async function tileCost(path: string, file: Buffer, reduce: number, threads: number, kept: Jp2Decoders | undefined) {
   const header = jp2Header(file, MAX_PIXELS);
   const level = levelSize(header, reduce);
   const across = Math.floor(level.width / 256);
@@ -59,7 +63,7 @@ async function tileCost(path: string, file: Buffer, reduce: number, kept: Jp2Dec
     const request = { reduce, region: { x: column * 256, y: row * 256, width: 256, height: 256 }, maxPixels: 65_536, maxSourcePixels: MAX_PIXELS };
     const since = process.cpuUsage();
     const start = performance.now();
-    await (kept ? kept.decode(source, request) : decodeJp2(file, request));
+    await (kept ? kept.decode(source, request) : decodeJp2(file, request, threads));
     wall.push(performance.now() - start);
     cpu.push(cpuMs(since));
   }
@@ -69,21 +73,27 @@ async function tileCost(path: string, file: Buffer, reduce: number, kept: Jp2Dec
 async function main(): Promise<void> {
   const unavailable = jp2UnavailableReason();
   if (unavailable) throw new Error(unavailable);
+  // One thread, and the server's setting (IIIF_JP2_DECODE_THREADS) when it differs.
+  const threadCounts = [...new Set([1, loadConfig().jp2DecodeThreads])];
   console.log(`${machine()}, OpenJPEG ${openJpegVersion()}, one decode at a time`);
-  console.log('| file | size MB | header µs (64 KB prefix) | reduce | decoder | CPU ms/tile median | p90 | wall ms median |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('| file | size MB | header µs (64 KB prefix) | reduce | threads | decoder | CPU ms/tile median | p90 | wall ms median |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const [name, args] of FILES) {
     const path = await ensureJp2(benchDataDir(), name, args, (line) => console.log(line));
     const file = await readFile(path);
     const header = headerMicros(file).toFixed(1);
     for (const reduce of [0, 3]) {
-      const kept = new Jp2Decoders(2 ** 30);
-      for (const [decoder, pool] of [['own', undefined], ['kept', kept]] as const) {
-        const cost = await tileCost(path, file, reduce, pool);
-        const size = (file.length / 2 ** 20).toFixed(1);
-        console.log(`| ${name} | ${size} | ${header} | ${reduce} | ${decoder} | ${cost.cpuMedian.toFixed(1)} | ${cost.cpuP90.toFixed(1)} | ${cost.wallMedian.toFixed(1)} |`);
+      for (const threads of threadCounts) {
+        const kept = new Jp2Decoders(2 ** 30, { threads });
+        for (const [decoder, pool] of [['own', undefined], ['kept', kept]] as const) {
+          const cost = await tileCost(path, file, reduce, threads, pool);
+          const size = (file.length / 2 ** 20).toFixed(1);
+          console.log(
+            `| ${name} | ${size} | ${header} | ${reduce} | ${threads} | ${decoder} | ${cost.cpuMedian.toFixed(1)} | ${cost.cpuP90.toFixed(1)} | ${cost.wallMedian.toFixed(1)} |`,
+          );
+        }
+        kept.clear();
       }
-      kept.clear();
     }
   }
 }

@@ -54,6 +54,8 @@ export interface Config {
   largeRenderRetryAfterSeconds: number;
   /** JPEG 2000 files kept in memory for decoding, in bytes. */
   jp2MemoryBytes: number;
+  /** OpenJPEG threads per JPEG 2000 decode. */
+  jp2DecodeThreads: number;
   /** Source files kept open for stored-tile reads. */
   openTileFiles: number;
   /** Whether stored JPEG tiles are rendered by the native libjpeg-turbo addon when it is built (else by sharp). */
@@ -199,6 +201,7 @@ export function loadConfig(env: Env = process.env): Config {
     renderRetryAfterSeconds: read.integer('IIIF_RENDER_RETRY_AFTER_SECONDS'),
     largeRenderRetryAfterSeconds: read.integer('IIIF_LARGE_RENDER_RETRY_AFTER_SECONDS'),
     jp2MemoryBytes: read.integer('IIIF_JP2_MEMORY_BYTES'),
+    jp2DecodeThreads: read.integer('IIIF_JP2_DECODE_THREADS'),
     openTileFiles: read.integer('IIIF_OPEN_TILE_FILES'),
     nativeJpeg: read.boolean('IIIF_NATIVE_JPEG'),
     encoding: {

@@ -82,7 +82,7 @@ export class Images {
     this.results = new ResultCache(config.resultCacheBytes, config.resultCacheMaxItemBytes, metrics);
     this.pyramidFiles = new LocalFiles(config.openTileFiles);
     this.retryAfter = { cheap: config.renderRetryAfterSeconds, expensive: config.largeRenderRetryAfterSeconds };
-    this.jp2Decoders = new Jp2Decoders(config.jp2MemoryBytes);
+    this.jp2Decoders = new Jp2Decoders(config.jp2MemoryBytes, { threads: config.jp2DecodeThreads });
     this.nativeJpeg = config.nativeJpeg && nativeJpegAvailable();
     this.admission = new Admission(
       {

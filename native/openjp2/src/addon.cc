@@ -155,8 +155,12 @@ class CloseWork : public DecoderWork {
 
 using napi_options::read_integer;
 
-// new Decoder(input: Buffer | string, options: {size, reduce, reusable}): one file (its bytes, or
-// a local file's path, `size` bytes long) at one resolution level. decode({x0, y0, x1, y1,
+// More OpenJPEG threads than this for one decode is a mistake, not a machine.
+constexpr double kMaxThreads = 64;
+
+// new Decoder(input: Buffer | string, options: {size, reduce, reusable, threads}): one file (its
+// bytes, or a local file's path, `size` bytes long) at one resolution level, each decode split over
+// `threads` OpenJPEG threads (1 to 64). decode({x0, y0, x1, y1,
 // maxPixels}) resolves to {width, height, channels, data}; close() frees what OpenJPEG holds.
 // One call at a time: another while one runs, or any after close, throws. Argument mistakes
 // throw at once; decoding problems reject with an Error whose code is ERR_JP2_UNDECODABLE,
@@ -174,8 +178,15 @@ class Decoder : public Napi::ObjectWrap<Decoder> {
       return;
     }
     Napi::Object options = info[1].As<Napi::Object>();
-    double size, reduce;
-    if (!read_integer(options, "size", 9007199254740991.0, &size) || !read_integer(options, "reduce", 32, &reduce)) return;
+    double size, reduce, threads;
+    if (!read_integer(options, "size", 9007199254740991.0, &size) || !read_integer(options, "reduce", 32, &reduce) ||
+        !read_integer(options, "threads", kMaxThreads, &threads)) {
+      return;
+    }
+    if (threads < 1) {
+      Napi::RangeError::New(env, "options.threads is out of range").ThrowAsJavaScriptException();
+      return;
+    }
     Input input;
     input.size = static_cast<uint64_t>(size);
     if (info[0].IsBuffer()) {
@@ -190,7 +201,8 @@ class Decoder : public Napi::ObjectWrap<Decoder> {
     } else {
       input.path = info[0].As<Napi::String>().Utf8Value();
     }
-    decoder_ = std::make_unique<Jp2Decoder>(std::move(input), static_cast<uint32_t>(reduce), options.Get("reusable").ToBoolean().Value());
+    decoder_ = std::make_unique<Jp2Decoder>(std::move(input), static_cast<uint32_t>(reduce), options.Get("reusable").ToBoolean().Value(),
+                                            static_cast<uint32_t>(threads));
   }
 
  private:

@@ -206,7 +206,8 @@ bool read_signature(const Input& input, int fd, uint8_t* out, size_t length) {
 
 }  // namespace
 
-Jp2Decoder::Jp2Decoder(Input input, uint32_t reduce, bool reusable) : input_(std::move(input)), reduce_(reduce), reusable_(reusable) {}
+Jp2Decoder::Jp2Decoder(Input input, uint32_t reduce, bool reusable, uint32_t threads)
+    : input_(std::move(input)), reduce_(reduce), reusable_(reusable), threads_(threads) {}
 
 Jp2Decoder::~Jp2Decoder() { release(); }
 
@@ -244,8 +245,7 @@ DecodeResult Jp2Decoder::open() {
   opj_set_info_handler(codec_, drop_message, nullptr);
   opj_dparameters_t parameters;
   opj_set_default_decoder_parameters(&parameters);
-  // One thread per decode: concurrency comes from the libuv pool running several decodes.
-  if (!opj_setup_decoder(codec_, &parameters) || !opj_codec_set_threads(codec_, 1) || !opj_decoder_set_strict_mode(codec_, OPJ_TRUE)) {
+  if (!opj_setup_decoder(codec_, &parameters) || !opj_codec_set_threads(codec_, static_cast<int>(threads_)) || !opj_decoder_set_strict_mode(codec_, OPJ_TRUE)) {
     return undecodable(first_error_, "OpenJPEG could not set up the decoder");
   }
   if (!opj_read_header(stream_, codec_, &image_)) return undecodable(first_error_, "the JPEG 2000 header cannot be read");

@@ -41,10 +41,12 @@ struct DecodeResult {
 // data between opj_set_decode_area + opj_decode calls on one codec) instead of reading and
 // allocating it all again. The level cannot change on a codec once it has decoded: OpenJPEG 2.5
 // then fails ("Failed to decode the codestream in the JP2 file"; GDAL restarts its codec too).
-// One decode at a time; any thread.
+// Each decode runs on `threads` OpenJPEG threads (its code-blocks and wavelet rows split between
+// them); they are started with the codec, by the thread that first decodes, whose scheduling
+// priority they inherit. One decode at a time; any thread.
 class Jp2Decoder {
  public:
-  Jp2Decoder(Input input, uint32_t reduce, bool reusable);
+  Jp2Decoder(Input input, uint32_t reduce, bool reusable, uint32_t threads);
   ~Jp2Decoder();
   Jp2Decoder(const Jp2Decoder&) = delete;
   Jp2Decoder& operator=(const Jp2Decoder&) = delete;
@@ -58,6 +60,7 @@ class Jp2Decoder {
   Input input_;
   uint32_t reduce_;
   bool reusable_;
+  uint32_t threads_;
   opj_codec_t* codec_ = nullptr;
   opj_stream_t* stream_ = nullptr;
   opj_image_t* image_ = nullptr;

@@ -52,10 +52,17 @@ export class Jp2Decoders {
   private closed = false;
   private readonly checked = new Memo<true>({ max: CHECKED_FILES });
 
+  private readonly threads: number;
+  private readonly idleMs: number;
+
+  /** `threads`: OpenJPEG threads per decode (DecoderOptions); `idleMs`: how long a decoder is kept unused. */
   constructor(
     private readonly maxBytes: number,
-    private readonly idleMs = IDLE_MS,
-  ) {}
+    options: { threads?: number; idleMs?: number } = {},
+  ) {
+    this.threads = options.threads ?? 1;
+    this.idleMs = options.idleMs ?? IDLE_MS;
+  }
 
   /**
    * One area of one level, as decodeJp2 describes it (the same errors), with a kept decoder of
@@ -115,18 +122,22 @@ export class Jp2Decoders {
         continue;
       }
       while (this.openBytes + bytes > this.maxBytes && this.idle.length > 0 && bytes <= this.maxBytes) this.close(this.idle[0]!);
-      if (this.openBytes + bytes > this.maxBytes) return { decoder: new Jp2LevelDecoder(await file.whole(), file.reader.size, reduce, false), bytes: 0 };
+      if (this.openBytes + bytes > this.maxBytes) return { decoder: await this.open(file, reduce, false), bytes: 0 };
       // Counted before the file is fetched, so decodes starting meanwhile see the budget taken.
       this.openBytes += bytes;
       this.markBusy(key);
       try {
-        return { decoder: new Jp2LevelDecoder(await file.whole(), file.reader.size, reduce, true), key, bytes };
+        return { decoder: await this.open(file, reduce, true), key, bytes };
       } catch (error) {
         this.openBytes -= bytes;
         this.released(key);
         throw error;
       }
     }
+  }
+
+  private async open(file: Jp2File, reduce: number, reusable: boolean): Promise<Jp2LevelDecoder> {
+    return new Jp2LevelDecoder(await file.whole(), { size: file.reader.size, reduce, reusable, threads: this.threads });
   }
 
   private markBusy(key: string): void {

@@ -84,6 +84,9 @@ describe('decodeJp2 against opj_decompress', () => {
       // Identical at 8 bits; within 1 where deeper samples are cut to 8 bits.
       expect({ request, worst }).toEqual({ request, worst: header.components.every((c) => c.precision === 8) ? 0 : expect.any(Number) });
       expect(worst).toBeLessThanOrEqual(1);
+      // Split over OpenJPEG threads (IIIF_JP2_DECODE_THREADS), the same bytes.
+      const threaded = await decodeJp2(file, { ...request, ...limits }, 3);
+      expect(threaded.data.equals(ours.data)).toBe(true);
     }
   });
 
@@ -250,7 +253,7 @@ describe('the native addon itself', () => {
   };
   const area = { x0: 0, y0: 0, x1: 64, y1: 48 };
   const image = codestream(siz(), cod(), qcd());
-  const open = (reduce = 0, input: Buffer | string = image, size = image.length) => new addon.Decoder(input, { size, reduce, reusable: true });
+  const open = (reduce = 0, input: Buffer | string = image, size = image.length) => new addon.Decoder(input, { size, reduce, reusable: true, threads: 2 });
 
   it('refuses an area over maxPixels before decoding, and says why in its error code', async () => {
     await expect(open().decode({ ...area, maxPixels: 64 * 48 - 1 })).rejects.toMatchObject({ code: 'ERR_JP2_TOO_LARGE' });
@@ -278,7 +281,7 @@ describe('the native addon itself', () => {
     const dir = await mkdtemp(join(tmpdir(), 'jp2-native-'));
     const file = await readFile(await opjCompress(dir, 'small.j2k', { bytes: await photoPng(128, 96, 1), ext: 'png' }, ['-n', '3']));
     await rm(dir, { recursive: true, force: true });
-    const once = new addon.Decoder(file, { size: file.length, reduce: 1, reusable: false });
+    const once = new addon.Decoder(file, { size: file.length, reduce: 1, reusable: false, threads: 1 });
     const first = once.decode({ ...area, maxPixels: 1e6 });
     expect(() => once.decode({ ...area, maxPixels: 1e6 })).toThrow(/busy/);
     expect(() => once.close()).toThrow(/busy/);
@@ -293,9 +296,13 @@ describe('the native addon itself', () => {
   });
 
   it('throws at once on malformed arguments', () => {
-    expect(() => new addon.Decoder(42, { size: 1, reduce: 0 })).toThrow(TypeError);
-    expect(() => new addon.Decoder(image, { size: image.length + 1, reduce: 0 })).toThrow(RangeError);
-    expect(() => new addon.Decoder(image, { size: image.length, reduce: 33 })).toThrow(RangeError);
+    const valid = { size: image.length, reduce: 0, threads: 1 };
+    expect(() => new addon.Decoder(42, { ...valid, size: 1 })).toThrow(TypeError);
+    expect(() => new addon.Decoder(image, { ...valid, size: image.length + 1 })).toThrow(RangeError);
+    expect(() => new addon.Decoder(image, { ...valid, reduce: 33 })).toThrow(RangeError);
+    expect(() => new addon.Decoder(image, { ...valid, threads: 0 })).toThrow(RangeError);
+    expect(() => new addon.Decoder(image, { ...valid, threads: 65 })).toThrow(RangeError);
+    expect(() => new addon.Decoder(image, { size: image.length, reduce: 0 })).toThrow(TypeError);
     expect(() => new addon.Decoder(image)).toThrow(TypeError);
     expect(() => open().decode({ ...area, maxPixels: -1 })).toThrow(RangeError);
     expect(() => open().decode({ ...area, x0: 1.5, maxPixels: 1 })).toThrow(RangeError);

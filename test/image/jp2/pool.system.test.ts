@@ -103,7 +103,7 @@ describe('kept JPEG 2000 decoders', () => {
     const grey = await fileOf(samples['untiled-grey.jp2']!, 'grey\u0000v1');
     const ycc = await fileOf(samples['ycc420.j2k']!, 'ycc\u0000v1');
     const request = { reduce: 1, region: { x: 0, y: 0, width: 64, height: 64 }, ...limits };
-    const pool = new Jp2Decoders(2 ** 30, 100);
+    const pool = new Jp2Decoders(2 ** 30, { idleMs: 100 });
     await pool.decode(grey, request);
     await pool.decode(ycc, request);
     expect(pool.usage().idle).toBe(2);
