@@ -544,7 +544,7 @@ export const SETTINGS: readonly Setting[] = [
     min: 1,
     max: 64,
     defaultDoc: "2 (1 on one core)",
-    doc: "threads OpenJPEG splits each JPEG 2000 decode over (its code-blocks and wavelet rows); on 2 cores, 2 took the first tile of a 12000×9000 untiled JP2 from about 122 to 106 ms, and kept-decoder tiles from 60 to 45 ms, at the same CPU per tile",
+    doc: "threads OpenJPEG splits each JPEG 2000 decode over (its code-blocks and wavelet rows); on 2 cores, 2 took the first 256-px tile of a 12000×9000 untiled JP2 from 110 to 93 ms, and later tiles from 56 to 38 ms, at the same CPU per tile (`npm run bench:jp2`)",
   },
   {
     name: 'IIIF_RENDER_MEMORY_BYTES',
