@@ -30,7 +30,7 @@ export class Metrics {
 
   readonly renderSeconds = new Histogram({
     name: 'iiif_render_seconds',
-    help: 'Time spent rendering an image with sharp, by output format.',
+    help: 'Time per render in a lane (sharp, OpenJPEG, libjpeg-turbo, or a cut of several stored tiles), by output format.',
     labelNames: ['format'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],

@@ -149,9 +149,9 @@ export class Images {
    * The bytes, cheapest way first: a stored tile as it is; cut from the stored tiles without
    * decoding; the stored tiles the region touches decoded (one tile, or one JPEG cut from
    * several); the stored tiles under a larger region of a remote file, read by range and
-   * joined; the whole file through libvips. The first two are a read and some bit shuffling on
-   * this thread, so they skip the render lanes. Bytes are fetched before a lane is taken: a
-   * download must not hold a render slot.
+   * joined; the whole file through libvips. A stored tile as it is skips the render lanes; so
+   * does a cut where the addon is missing or turned off (see storedPixelsNatively). Bytes are
+   * fetched before a lane is taken: a download must not hold a render slot.
    */
   private async produce(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
     // A plan made while this version was read from elsewhere (the source while the fleet
@@ -170,14 +170,12 @@ export class Images {
       // The stored pixels at their scale: libjpeg-turbo decodes and encodes them in one native
       // call from the tiles as stored, unless they can be sent as they are, or the region starts
       // on their block grid, where a cut is the whole answer without generation loss.
-      const native = asStored && atStoredSize && this.nativeJpeg && !spot.exact;
-      if (native && !onBlockGrid(stored[0]!, spot.crop)) return this.renderNatively(plan, stored, spot, level.page);
+      if (asStored && atStoredSize && this.nativeJpeg && !spot.exact) return this.storedPixelsNatively(plan, stored, spot, level.page);
       const tiles = standaloneTiles(stored, spot.page);
       if (tiles && asStored && spot.exact) return { data: tiles[0]!, level: level.page, method: 'passthrough' };
       const cuttable = tiles && (tiles.length > 1 || (asStored && spot.corner));
       const cut = cuttable ? cutJpegTiles(tiles, spot.across, spot.crop, this.nativeJpeg) : undefined;
       if (cut && asStored && !cut.x && !cut.y && atStoredSize) return { data: cut.jpeg, level: level.page, method: 'cut' };
-      if (native) return this.renderNatively(plan, stored, spot, level.page);
       // A cut is the region from its top-left MCU on: cropped further only when it starts inside one.
       if (cut) {
         const crop = cut.x || cut.y ? { ...spot.crop, x: cut.x, y: cut.y } : undefined;
@@ -195,10 +193,23 @@ export class Images {
     );
   }
 
-  /** The spot's region through native/jpegtiles (see jpeg-native.ts), in the plan's lane, its raster bounded like any render's. */
-  private renderNatively(plan: ImagePlan, stored: Buffer[], spot: TileSpot, level: number): Promise<CachedResult> {
-    const maxPixels = Math.floor(this.config.renderMemoryBytes / 4);
-    return this.decode(plan, 'libjpeg', async () => ({ data: await renderJpegTiles(stored, spot, this.config.encoding.jpegQuality, maxPixels), level }));
+  /**
+   * The stored pixels at their scale, through native/jpegtiles (see jpeg-native.ts), in the
+   * plan's lane: cut from the tiles without decoding where the region starts on their block
+   * grid (lossless), else decoded and encoded by libjpeg-turbo, its raster bounded like any
+   * render's. The cut runs in the lane too, although it needs no pool thread: it costs about a
+   * millisecond of CPU for a 300-px tile over four stored ones, and cuts that overtook the
+   * queued renders stretched the latency tail of a mixed workload (W9 at 32 connections: p99
+   * 87–98 ms outside the lane, 73–77 ms in it; bench/README.md).
+   */
+  private storedPixelsNatively(plan: ImagePlan, stored: Buffer[], spot: TileSpot, level: number): Promise<CachedResult> {
+    return this.admitted(plan, async () => {
+      const tiles = onBlockGrid(stored[0]!, spot.crop) ? standaloneTiles(stored, spot.page) : undefined;
+      const cut = tiles && (tiles.length > 1 || spot.corner) ? cutJpegTiles(tiles, spot.across, spot.crop, true) : undefined;
+      if (cut && !cut.x && !cut.y) return { data: cut.jpeg, level, method: 'cut' };
+      const maxPixels = Math.floor(this.config.renderMemoryBytes / 4);
+      return { data: await renderJpegTiles(stored, spot, this.config.encoding.jpegQuality, maxPixels), level, method: 'libjpeg' };
+    });
   }
 
   /**
@@ -229,10 +240,15 @@ export class Images {
 
   /** One sharp pipeline in the plan's lane, timed. */
   private decode(plan: ImagePlan, method: CachedResult['method'], run: () => Promise<Omit<CachedResult, 'method'>>): Promise<CachedResult> {
+    return this.admitted(plan, async () => ({ ...(await run()), method }));
+  }
+
+  /** `run` in the plan's lane, timed as a render. */
+  private admitted(plan: ImagePlan, run: () => Promise<CachedResult>): Promise<CachedResult> {
     return this.admission.run(plan.lane, async () => {
       const done = this.metrics.renderSeconds.startTimer({ format: plan.format });
       try {
-        return { ...(await run()), method };
+        return await run();
       } finally {
         done();
       }

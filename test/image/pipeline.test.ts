@@ -131,6 +131,34 @@ describe('result cache', () => {
 });
 
 describe('memory budget and lanes', () => {
+  it.runIf(nativeJpegAvailable())('a cut of stored tiles waits in the cheap lane behind the renders that queued before it', async () => {
+    const lane = await appFor(root, { IIIF_RENDER_CONCURRENCY: '1', IIIF_RESULT_CACHE_BYTES: '0' });
+    try {
+      await lane.inject({ url: '/iiif/3/gradient.tif/info.json' }); // metadata cached: requests reach admission at once
+      const finished: string[] = [];
+      const request = (name: string, url: string) =>
+        lane.inject({ url }).then((response) => {
+          finished.push(name);
+          return response;
+        });
+      // Tiles rendered by sharp (turned), one at a time, enough of them to keep others waiting.
+      const renders = Array.from({ length: 35 }, (_, i) => request(`render ${i}`, `/iiif/3/gradient.tif/${(i % 7) * 256},${Math.floor(i / 7) * 256},256,256/256,256/90/default.png`));
+      for (;;) {
+        const metrics = (await lane.inject({ url: '/metrics' })).body;
+        if (/iiif_admission_queue_depth\{lane="cheap"\} ([5-9]|\d\d)/.test(metrics)) break;
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      // Starts on the tiles' block grid, across two stored tiles: a lossless cut, no decode.
+      const cut = await request('cut', '/iiif/3/gradient.tif/128,0,256,256/256,256/0/default.jpg');
+      expect(new Set((await Promise.all(renders)).map((response) => response.statusCode))).toEqual(new Set([200]));
+      expect([cut.statusCode, cut.headers['x-iiif-render']]).toEqual([200, 'cut; cache=miss']);
+      // Everything that arrived before it was served first: nothing overtakes the queued renders.
+      expect(finished.at(-1)).toBe('cut');
+    } finally {
+      await lane.close();
+    }
+  });
+
   it('refuses at once (413) a request that could never fit the render memory budget', async () => {
     const small = await appFor(root, { IIIF_RENDER_MEMORY_BYTES: String(8 * 1024 * 1024) });
     try {
