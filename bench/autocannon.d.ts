@@ -27,7 +27,7 @@ declare module 'autocannon' {
     p99: number;
     max: number;
   }
-  interface Result {
+  export interface Result {
     duration: number;
     requests: Histogram & { total: number };
     throughput: Histogram & { total: number };

@@ -11,10 +11,9 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import type { Request } from 'autocannon';
-import autocannon from './load-generator.js';
 import { projectRoot } from '../src/paths.js';
 import { BENCH_HEIGHT, BENCH_WIDTH, ensureBenchImages, FOREIGN_PYRAMIDS, PLAIN_JPEGS, PYRAMIDS } from './images.js';
+import { loadInChild } from './load-process.js';
 import { type Latency, sampleLatency } from './probe.js';
 import { cpuSeconds, startServer, watchPeakRss, type RunningServer } from './server-process.js';
 import { shuffled, tilePaths } from './workloads.js';
@@ -103,13 +102,6 @@ export function workloads(dialect: Dialect = OURS_V3): Workload[] {
   ];
 }
 
-/** autocannon requests over `paths`: built once and cycled per connection, or handed out one by one (see Workload.prebuilt). */
-function requestsOver(paths: string[], prebuilt: boolean | undefined): Request[] {
-  if (prebuilt) return paths.map((path) => ({ method: 'GET', path }));
-  let next = 0;
-  return [{ method: 'GET', setupRequest: (request) => ({ ...request, path: paths[next++ % paths.length]! }) }];
-}
-
 /** One autocannon run; CPU and peak RSS are those of the process trees of `pids` (the server's, or a fleet's), added up. */
 export async function measure(pids: number[], url: string, workload: Workload, connections: number, probePath = '/health'): Promise<Omit<Measurement, 'warmupSeconds'>> {
   const watches = pids.map((pid) => watchPeakRss(pid));
@@ -117,7 +109,7 @@ export async function measure(pids: number[], url: string, workload: Workload, c
   const cpuTotal = async () => (await Promise.all(pids.map((pid) => cpuSeconds(pid)))).reduce((a, b) => a + b, 0);
   const cpuBefore = await cpuTotal();
   const started = process.hrtime.bigint();
-  const result = await autocannon({
+  const result = await loadInChild({
     url,
     connections,
     timeout: 30,
@@ -125,7 +117,8 @@ export async function measure(pids: number[], url: string, workload: Workload, c
     // round the measured time up to a whole second.
     sampleInt: 20,
     ...('amount' in workload.stop ? { amount: workload.stop.amount } : { duration: workload.stop.seconds }),
-    requests: requestsOver(workload.paths, workload.prebuilt),
+    paths: workload.paths,
+    prebuilt: workload.prebuilt,
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const probed = await probe.stop();
@@ -184,7 +177,7 @@ const WARM_UP_SECONDS = 4;
 async function warmUp(url: string, workload: Workload, connections: number): Promise<void> {
   const paths = shuffled(workload.paths.filter((path) => path.endsWith('/default.jpg')), 7).map((path) => path.replace(/\/default\.jpg$/, '/color.jpg'));
   if (paths.length === 0) return;
-  const result = await autocannon({ url, connections, duration: WARM_UP_SECONDS, timeout: 30, requests: requestsOver(paths, workload.prebuilt) });
+  const result = await loadInChild({ url, connections, duration: WARM_UP_SECONDS, timeout: 30, paths, prebuilt: workload.prebuilt });
   if (result.non2xx > 0 || result.errors > 0) throw new Error(`warm-up of ${workload.name} failed: ${result.non2xx} non-2xx, ${result.errors} errors`);
 }
 
