@@ -51,6 +51,19 @@ function onBlockGrid(tile: Buffer, { x, y }: { x: number; y: number }): boolean 
   return mcu !== undefined && x % mcu.width === 0 && y % mcu.height === 0;
 }
 
+/**
+ * Stored tiles up to this many bytes are cut without waiting for a render lane: about 0.3 ms of
+ * Huffman parsing (`npm run bench:steps`: 12 KB of tiles 0.14 ms, 149 KB 1.1 ms).
+ */
+const QUICK_CUT_BYTES = 32 * 1024;
+
+/** The spot's region cut from its tiles in the compressed domain (native), when that cut is the whole answer. */
+function cutAsStored(stored: Buffer[], spot: TileSpot): Buffer | undefined {
+  const tiles = onBlockGrid(stored[0]!, spot.crop) ? standaloneTiles(stored, spot.page) : undefined;
+  const cut = tiles && (tiles.length > 1 || spot.corner) ? cutJpegTiles(tiles, spot.across, spot.crop, true) : undefined;
+  return cut && !cut.x && !cut.y ? cut.jpeg : undefined;
+}
+
 export type RenderOutcome = CachedResult & { cache: 'hit' | 'miss' | 'shared' };
 
 /**
@@ -194,19 +207,23 @@ export class Images {
   }
 
   /**
-   * The stored pixels at their scale, through native/jpegtiles (see jpeg-native.ts), in the
-   * plan's lane: cut from the tiles without decoding where the region starts on their block
-   * grid (lossless), else decoded and encoded by libjpeg-turbo, its raster bounded like any
-   * render's. The cut runs in the lane too, although it needs no pool thread: it costs about a
-   * millisecond of CPU for a 300-px tile over four stored ones, and cuts that overtook the
-   * queued renders stretched the latency tail of a mixed workload (W9 at 32 connections: p99
-   * 87–98 ms outside the lane, 73–77 ms in it; bench/README.md).
+   * The stored pixels at their scale, through native/jpegtiles (see jpeg-native.ts): cut from
+   * the tiles without decoding where the region starts on their block grid (lossless), else
+   * decoded and encoded by libjpeg-turbo in the plan's lane, its raster bounded like any
+   * render's. A cut of more than QUICK_CUT_BYTES of tiles waits in the lane too, although it
+   * needs no pool thread: a 300-px tile's cut over four 256-px stored tiles costs about a
+   * millisecond, and such cuts overtaking the queued decodes stretched the latency tail of a
+   * mixed workload (W9 at 32 connections: p99 87–98 ms outside the lane, 73–77 ms in it;
+   * bench/README.md). Smaller cuts cost less than a turn in the lane does and are answered at
+   * once (W8's 128-px tiles: 0.14 ms).
    */
   private storedPixelsNatively(plan: ImagePlan, stored: Buffer[], spot: TileSpot, level: number): Promise<CachedResult> {
+    const quick = stored.reduce((bytes, tile) => bytes + tile.length, 0) <= QUICK_CUT_BYTES;
+    const quickCut = quick ? cutAsStored(stored, spot) : undefined;
+    if (quickCut) return Promise.resolve({ data: quickCut, level, method: 'cut' });
     return this.admitted(plan, async () => {
-      const tiles = onBlockGrid(stored[0]!, spot.crop) ? standaloneTiles(stored, spot.page) : undefined;
-      const cut = tiles && (tiles.length > 1 || spot.corner) ? cutJpegTiles(tiles, spot.across, spot.crop, true) : undefined;
-      if (cut && !cut.x && !cut.y) return { data: cut.jpeg, level, method: 'cut' };
+      const cut = quick ? undefined : cutAsStored(stored, spot);
+      if (cut) return { data: cut, level, method: 'cut' };
       const maxPixels = Math.floor(this.config.renderMemoryBytes / 4);
       return { data: await renderJpegTiles(stored, spot, this.config.encoding.jpegQuality, maxPixels), level, method: 'libjpeg' };
     });

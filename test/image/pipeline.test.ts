@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -131,10 +132,14 @@ describe('result cache', () => {
 });
 
 describe('memory budget and lanes', () => {
-  it.runIf(nativeJpegAvailable())('a cut of stored tiles waits in the cheap lane behind the renders that queued before it', async () => {
+  it.runIf(nativeJpegAvailable())('a cut of large stored tiles waits in the cheap lane behind the renders that queued before it', async () => {
+    // Grain at quality 85: four 256-px tiles of about 50 KB each, more than a quick cut reads.
+    await sharp({ create: { width: 1024, height: 512, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 50 } } })
+      .tiff({ tile: true, tileWidth: 256, tileHeight: 256, pyramid: true, compression: 'jpeg', quality: 85 })
+      .toFile(join(root, 'grain.tif'));
     const lane = await appFor(root, { IIIF_RENDER_CONCURRENCY: '1', IIIF_RESULT_CACHE_BYTES: '0' });
     try {
-      await lane.inject({ url: '/iiif/3/gradient.tif/info.json' }); // metadata cached: requests reach admission at once
+      for (const name of ['gradient.tif', 'grain.tif']) await lane.inject({ url: `/iiif/3/${name}/info.json` }); // metadata cached: requests reach admission at once
       const finished: string[] = [];
       const request = (name: string, url: string) =>
         lane.inject({ url }).then((response) => {
@@ -148,8 +153,8 @@ describe('memory budget and lanes', () => {
         if (/iiif_admission_queue_depth\{lane="cheap"\} ([5-9]|\d\d)/.test(metrics)) break;
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
-      // Starts on the tiles' block grid, across two stored tiles: a lossless cut, no decode.
-      const cut = await request('cut', '/iiif/3/gradient.tif/128,0,256,256/256,256/0/default.jpg');
+      // Starts on the tiles' block grid, across four stored tiles: a lossless cut, no decode.
+      const cut = await request('cut', '/iiif/3/grain.tif/128,128,256,256/256,256/0/default.jpg');
       expect(new Set((await Promise.all(renders)).map((response) => response.statusCode))).toEqual(new Set([200]));
       expect([cut.statusCode, cut.headers['x-iiif-render']]).toEqual([200, 'cut; cache=miss']);
       // Everything that arrived before it was served first: nothing overtakes the queued renders.
