@@ -19,33 +19,29 @@ export interface Latency {
 const round1 = (n: number) => Math.round(n * 10) / 10;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** One GET, its body read, timed; `servedBy` is the replica HAProxy names (scripts/cluster/haproxy.ts). */
-export async function timedGet(url: string): Promise<{ status: number; ms: number; servedBy?: string }> {
-  const begun = performance.now();
-  const response = await fetch(url);
-  await response.arrayBuffer();
-  const servedBy = response.headers.get('x-served-by') ?? undefined;
-  return { status: response.status, ms: performance.now() - begun, ...(servedBy ? { servedBy } : {}) };
-}
-
 /**
- * One GET over `agent`'s kept-alive connection, its body read, timed: node:http rather than
- * fetch, whose per-request garbage kept the benchmark process in full collections (`--trace-gc`:
- * one to two Mark-Compacts a second while sampling every 25 ms), CPU taken from the servers
- * being measured.
+ * One GET, its body read, timed; `servedBy` is the replica HAProxy names (scripts/cluster/haproxy.ts).
+ * node:http rather than fetch: fetch loads and compiles undici on first use and leaves much
+ * garbage per request, which cost the first server a benchmark process measured 20–30 ms on its
+ * cold info.json and kept the process in full collections while it sampled (`--trace-gc`: one
+ * to two Mark-Compacts a second), CPU taken from the servers being measured. Rejects when no
+ * answer comes.
  */
-function sample(url: string, agent: Agent): Promise<{ status: number; ms: number }> {
+export function timedGet(url: string, agent?: Agent): Promise<{ status: number; ms: number; servedBy?: string }> {
   const begun = performance.now();
-  return new Promise((resolve) => {
-    get(url, { agent }, (response) => {
+  return new Promise((resolve, reject) => {
+    get(url, agent ? { agent } : {}, (response) => {
+      response.once('error', reject);
+      response.once('end', () => {
+        const servedBy = response.headers['x-served-by'];
+        resolve({ status: response.statusCode ?? 0, ms: performance.now() - begun, ...(typeof servedBy === 'string' ? { servedBy } : {}) });
+      });
       response.resume();
-      response.once('end', () => resolve({ status: response.statusCode ?? 0, ms: performance.now() - begun }));
-      response.once('error', () => resolve({ status: 0, ms: NaN }));
-    }).once('error', () => resolve({ status: 0, ms: NaN }));
+    }).once('error', reject);
   });
 }
 
-/** Requests `url` one at a time, PROBE_GAP_MS apart, until stopped; latencies and statuses. */
+/** Requests `url` one at a time over one kept-alive connection, PROBE_GAP_MS apart, until stopped; latencies and statuses. */
 export function sampleLatency(url: string): { stop(): Promise<Latency> } {
   const times: number[] = [];
   const statuses: Record<string, number> = {};
@@ -53,7 +49,7 @@ export function sampleLatency(url: string): { stop(): Promise<Latency> } {
   let running = true;
   const loop = (async () => {
     while (running) {
-      const { status, ms } = await sample(url, agent);
+      const { status, ms } = await timedGet(url, agent).catch(() => ({ status: 0, ms: NaN }));
       statuses[status] = (statuses[status] ?? 0) + 1;
       if (!Number.isNaN(ms)) times.push(ms);
       await sleep(PROBE_GAP_MS);
