@@ -8,11 +8,10 @@
  * meanwhile a tiny request sampled one at a time, to see whether decoding starves it.
  */
 import { availableParallelism } from 'node:os';
-import type { Request } from 'autocannon';
 import { IIPSRV_PROBE, startIipsrv } from './iipsrv.js';
 import { type Latency, PROBE_GAP_MS, sampleLatency, timedGet } from './probe.js';
 import { ARCHIVAL_JP2, BENCH_HEIGHT, BENCH_WIDTH, ensureJp2, JP2_UNTILED } from './images.js';
-import autocannon from './load-generator.js';
+import { loadInChild } from './load-process.js';
 import { startOurs, writeReport } from './run.js';
 import { cpuSeconds, rssBytes, watchPeakRss, type RunningServer } from './server-process.js';
 import { shuffled, tilePaths } from './workloads.js';
@@ -64,12 +63,6 @@ const mib = (bytes: number) => round1(bytes / 2 ** 20);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 
-/** One URL after the other across all connections, each about once. */
-function handedOut(paths: string[]): Request[] {
-  let next = 0;
-  return [{ method: 'GET', setupRequest: (request) => ({ ...request, path: paths[next++ % paths.length]! }) }];
-}
-
 async function measure(contender: Contender, connections: number): Promise<Jp2Run> {
   const server = await contender.start();
   try {
@@ -84,7 +77,7 @@ async function measure(contender: Contender, connections: number): Promise<Jp2Ru
     const rss = watchPeakRss(server.pid);
     const cpuBefore = await cpuSeconds(server.pid);
     const started = performance.now();
-    const result = await autocannon({ url: server.url, connections, duration: LOAD_SECONDS, timeout: 30, requests: handedOut(paths) });
+    const result = await loadInChild({ url: server.url, connections, duration: LOAD_SECONDS, timeout: 30, paths });
     const seconds = (performance.now() - started) / 1000;
     const cpu = (await cpuSeconds(server.pid)) - cpuBefore;
     const probed = await probe.stop();
