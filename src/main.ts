@@ -1,4 +1,5 @@
 import { loadConfig } from './config.js';
+import { growHeapInLargerSteps } from './heap-growth.js';
 import { sizeThreadPool } from './thread-pool.js';
 
 /**
@@ -10,6 +11,7 @@ async function main(): Promise<void> {
   // Before the server (and with it sharp, the caches, the S3 client) is even loaded: libuv's
   // thread pool takes its size from the environment when it first starts (see thread-pool.ts).
   sizeThreadPool(process.env, loadConfig(process.env));
+  growHeapInLargerSteps();
   const { serve } = await import('./server.js');
   await serve(process.env);
 }

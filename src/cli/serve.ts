@@ -1,5 +1,5 @@
 import { loadConfig } from '../config.js';
-import { serve } from '../server.js';
+import { growHeapInLargerSteps } from '../heap-growth.js';
 import { sizeThreadPool } from '../thread-pool.js';
 import type { Command } from './command.js';
 import { environmentWith, settingOptions, settingsHelp } from './settings.js';
@@ -12,8 +12,11 @@ export const serveCommand: Command = {
   positionals: [],
   async run({ values }) {
     const env = environmentWith(values);
-    // As early as this command can: see src/thread-pool.ts.
+    // As early as this command can: see src/thread-pool.ts and src/heap-growth.ts.
     sizeThreadPool(process.env, loadConfig(env));
+    growHeapInLargerSteps();
+    // Loaded only now, so that both apply while the server's modules load.
+    const { serve } = await import('../server.js');
     await serve(env);
   },
 };
