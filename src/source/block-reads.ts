@@ -19,6 +19,19 @@ export interface BlockReadsOptions {
   memoryBytes: number;
 }
 
+/** A block in memory, and whether it is on disk too (or on its way there). */
+interface Recent {
+  data: Buffer;
+  stored: boolean;
+}
+
+/**
+ * How many blocks that left memory after a single use are remembered, as a multiple of the
+ * blocks memory holds: one asked for again within that much later traffic goes to disk as soon
+ * as it is fetched again.
+ */
+const SEEN_ONCE_PER_MEMORY_BLOCK = 16;
+
 interface Waiting {
   resolve(data: Buffer): void;
   reject(error: unknown): void;
@@ -32,19 +45,36 @@ interface Waiting {
  * all reads made in the same turn of the event loop are fetched together, adjacent ones in one
  * request (a viewer's tiles of a row are adjacent bytes), up to `maxFetchBytes` a request.
  * Each fetch gets the object as the reader was made with (`O`: where the store keeps it).
+ *
+ * A block goes to disk on its second use, not its first: when it is read again while still in
+ * memory, or fetched again soon after it left memory unused (the cache-on-second-hit rule of
+ * CDNs). Most blocks of a fleet's tiles are read once per container (a load balancer spreads an
+ * image's tiles over the containers), and writing each of them cost a quarter of a cold
+ * container's CPU (a temporary file, a write and a rename per tile: bench/README.md, fleet
+ * target c) while pushing blocks with a real second use (directories, small levels) out of a
+ * bounded disk. A single-use block costs one fetch either way.
  */
 export class BlockReads<O extends RemoteObject = RemoteObject> {
   private readonly loading = new Map<string, Promise<Buffer>>();
   private readonly queued = new Map<string, { object: O; blocks: Map<number, Waiting> }>();
   private flushing = false;
-  private readonly recent: LRUCache<string, Buffer>;
+  private readonly recent: LRUCache<string, Recent>;
+  /** Blocks that left memory after one use (see SEEN_ONCE_PER_MEMORY_BLOCK). */
+  private readonly seenOnce: LRUCache<string, true>;
 
   constructor(
     private readonly cache: BlockCache<unknown>,
     private readonly fetch: FetchRange<O>,
     private readonly options: BlockReadsOptions,
   ) {
-    this.recent = new LRUCache({ maxSize: Math.max(1, options.memoryBytes), sizeCalculation: (block) => Math.max(1, block.length) });
+    this.seenOnce = new LRUCache({ max: Math.max(1, Math.ceil(options.memoryBytes / options.blockBytes) * SEEN_ONCE_PER_MEMORY_BLOCK) });
+    this.recent = new LRUCache({
+      maxSize: Math.max(1, options.memoryBytes),
+      sizeCalculation: ({ data }) => Math.max(1, data.length),
+      dispose: ({ stored }, key, reason) => {
+        if (reason === 'evict' && !stored) this.seenOnce.set(key, true);
+      },
+    });
   }
 
   reader(object: O): RangeReader {
@@ -53,13 +83,14 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
 
   /** Keeps a block fetched another way (the first block comes with the object's version). */
   keep(object: O, index: number, data: Buffer): void {
-    this.recent.set(blockKey(object, index), data);
+    this.recent.set(blockKey(object, index), { data, stored: true });
     this.cache.keepBlock(object, index, data);
   }
 
   /** Drops the blocks kept in memory for every version in `keyFolder` (a purge). */
   forget(keyFolder: string): void {
     for (const key of [...this.recent.keys()]) if (key.startsWith(`${keyFolder}/`)) this.recent.delete(key);
+    for (const key of [...this.seenOnce.keys()]) if (key.startsWith(`${keyFolder}/`)) this.seenOnce.delete(key);
   }
 
   /** Whether every block of the object is at hand (memory or disk), so it can be read whole without a fetch. */
@@ -86,9 +117,14 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
     const key = blockKey(object, index);
     const known = this.recent.get(key);
     if (known) {
-      // Keeps its file from looking unused on disk while it is hot in memory.
-      this.cache.touchBlock(object, index);
-      return Promise.resolve(known);
+      if (known.stored) {
+        // Keeps its file from looking unused on disk while it is hot in memory.
+        this.cache.touchBlock(object, index);
+      } else {
+        known.stored = true;
+        this.cache.keepBlock(object, index, known.data);
+      }
+      return Promise.resolve(known.data);
     }
     let loading = this.loading.get(key);
     if (!loading) {
@@ -102,14 +138,17 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
     return loading;
   }
 
-  /** From disk when stored intact, else from the store (then kept in memory at once and on disk in the background). */
+  /** From disk when stored intact, else from the store (then kept in memory, and on disk in the background when this is its second use). */
   private async load(object: O, index: number, key: string): Promise<Buffer> {
-    let data = this.cache.hasBlock(object, index) ? await this.cache.readBlock(object, index) : undefined;
-    if (!data) {
-      data = await this.enqueue(object, index);
-      this.cache.keepBlock(object, index, data);
+    const onDisk = this.cache.hasBlock(object, index) ? await this.cache.readBlock(object, index) : undefined;
+    if (onDisk) {
+      this.recent.set(key, { data: onDisk, stored: true });
+      return onDisk;
     }
-    this.recent.set(key, data);
+    const data = await this.enqueue(object, index);
+    const secondUse = this.seenOnce.delete(key);
+    if (secondUse) this.cache.keepBlock(object, index, data);
+    this.recent.set(key, { data, stored: secondUse });
     return data;
   }
 

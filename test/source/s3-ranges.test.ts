@@ -103,13 +103,33 @@ describe('S3 source read by range', () => {
   it('serves from its disk cache after a restart, without asking S3', async () => {
     const first = await open();
     await first.app.inject('/iiif/3/scan.tif/info.json');
-    await first.app.inject(tileUrl('scan.tif', 2, 2));
+    // Blocks go to disk on their second use.
+    for (const format of ['jpg', 'png']) await first.app.inject(tileUrl('scan.tif', 2, 2, format));
     await first.app.close();
     const second = await open({}, first.cacheDir);
     const { result, gets } = await trafficOf(async () => [await second.app.inject('/iiif/3/scan.tif/info.json'), await second.app.inject(tileUrl('scan.tif', 2, 2))]);
     expect(result.map((r) => r.statusCode)).toEqual([200, 200]);
     await expectTileOf(result[1]!.rawPayload, 2, 2, 200);
     expect(gets).toBe(0);
+  });
+
+  it('writes a block to disk on its second use, not its first', async () => {
+    const page = (await readTiffLayout(bufferReader(v1)))![0]!;
+    const tileBlocks = (column: number, row: number) => {
+      const [offset, length] = [page.tileOffsets[row * 16 + column]!, page.tileByteCounts[row * 16 + column]!];
+      return Array.from({ length: Math.floor((offset + length - 1) / BLOCK) - Math.floor(offset / BLOCK) + 1 }, (_, i) => Math.floor(offset / BLOCK) + i);
+    };
+    const stored = async (dir: string) => new Set((await blockFiles(dir)).map((file) => Number(basename(file).slice(1))));
+    // Tiles whose blocks hold no directory (those are read twice by info.json alone).
+    const [once, twice] = [tileBlocks(12, 9), tileBlocks(3, 10)];
+    const s3 = await open();
+    await s3.app.inject('/iiif/3/scan.tif/info.json');
+    expect((await s3.app.inject(tileUrl('scan.tif', 12, 9))).statusCode).toBe(200);
+    for (const format of ['jpg', 'png']) expect((await s3.app.inject(tileUrl('scan.tif', 3, 10, format))).statusCode).toBe(200);
+    await s3.app.close(); // its cache writes finish
+    const onDisk = await stored(s3.cacheDir);
+    expect(once.filter((block) => onDisk.has(block))).toEqual([]);
+    expect(twice.filter((block) => !onDisk.has(block))).toEqual([]);
   });
 
   it('fetches a format decoded whole (PNG) once: its header block, then the whole object, then nothing', async () => {
@@ -218,7 +238,7 @@ describe('S3 ranged reads: faults', () => {
   it('a block damaged on disk is fetched again, never served', async () => {
     const first = await open();
     await first.app.inject('/iiif/3/scan.tif/info.json');
-    await first.app.inject(tileUrl('scan.tif', 5, 5));
+    for (const format of ['jpg', 'png']) await first.app.inject(tileUrl('scan.tif', 5, 5, format));
     await first.app.close();
     const files = await blockFiles(first.cacheDir);
     for (const file of files) {
@@ -227,8 +247,12 @@ describe('S3 ranged reads: faults', () => {
       await writeFile(file, bytes);
     }
     const second = await open({}, first.cacheDir);
-    const { result, gets } = await trafficOf(async () => [await second.app.inject('/iiif/3/scan.tif/info.json'), await second.app.inject(tileUrl('scan.tif', 5, 5))]);
-    expect(result.map((r) => r.statusCode)).toEqual([200, 200]);
+    const { result, gets } = await trafficOf(async () => [
+      await second.app.inject('/iiif/3/scan.tif/info.json'),
+      await second.app.inject(tileUrl('scan.tif', 5, 5)),
+      await second.app.inject(tileUrl('scan.tif', 5, 5, 'webp')),
+    ]);
+    expect(result.map((r) => r.statusCode)).toEqual([200, 200, 200]);
     await expectTileOf(result[1]!.rawPayload, 5, 5, 200);
     expect(gets).toBeGreaterThanOrEqual(1);
     await second.app.close();

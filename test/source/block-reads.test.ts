@@ -1,0 +1,58 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BlockCache } from '../../src/cache/block-cache.js';
+import { Metrics } from '../../src/metrics.js';
+import { BlockReads, type RemoteObject } from '../../src/source/block-reads.js';
+
+const BLOCK = 4096;
+const quiet = { warn: () => undefined, info: () => undefined };
+
+/**
+ * Block reads over a real disk cache, with memory for `memoryBlocks` blocks; the store is an
+ * object's bytes in memory, and every fetch is counted per block.
+ */
+async function setUp(memoryBlocks: number) {
+  const cache = await BlockCache.open<unknown>({ dir: await mkdtemp(join(tmpdir(), 'iiif-block-reads-')), maxBytes: 10 * 1024 * 1024, metrics: new Metrics(), log: quiet });
+  const bytes = randomBytes(64 * BLOCK);
+  const object: RemoteObject = { ...cache.object('scan.tif', 'v1'), size: bytes.length };
+  const fetched: number[] = [];
+  const reads = new BlockReads(
+    cache,
+    async (_object, start, end) => {
+      for (let index = start / BLOCK; index < end / BLOCK; index++) fetched.push(index);
+      return bytes.subarray(start, end);
+    },
+    { blockBytes: BLOCK, maxFetchBytes: BLOCK, memoryBytes: memoryBlocks * BLOCK },
+  );
+  const read = async (index: number) => expect((await reads.read(object, index * BLOCK, BLOCK)).equals(bytes.subarray(index * BLOCK, (index + 1) * BLOCK))).toBe(true);
+  return { cache, object, fetched, read };
+}
+
+describe('block reads: what goes to disk', () => {
+  it('a block read once stays in memory only; read again, it is written', async () => {
+    const { cache, object, fetched, read } = await setUp(8);
+    await read(3);
+    await cache.settle();
+    expect(cache.hasBlock(object, 3)).toBe(false);
+    await read(3);
+    await cache.settle();
+    expect(cache.hasBlock(object, 3)).toBe(true);
+    expect(fetched).toEqual([3]);
+  });
+
+  it('a block that left memory unused is written when it is fetched again, then read from disk', async () => {
+    const { cache, object, fetched, read } = await setUp(2);
+    for (const index of [0, 1, 2, 3]) await read(index); // 0 and 1 leave memory, each read once
+    await cache.settle();
+    expect([0, 1, 2, 3].filter((index) => cache.hasBlock(object, index))).toEqual([]);
+    await read(0); // fetched a second time: now it is written
+    await cache.settle();
+    expect(cache.hasBlock(object, 0)).toBe(true);
+    for (const index of [4, 5]) await read(index); // 0 leaves memory again
+    await read(0); // from disk
+    expect(fetched).toEqual([0, 1, 2, 3, 0, 4, 5]);
+  });
+});
