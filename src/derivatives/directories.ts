@@ -1,5 +1,6 @@
 import { open } from 'node:fs/promises';
 import type { RangeReader } from '../source/range-reader.js';
+import type { ImageFile } from '../source/source.js';
 import { TiffLayout } from '../image/tiles/tiff-layout.js';
 
 /** A byte range of a derivative's pyramid. */
@@ -79,10 +80,12 @@ export function parseSpans(text: string | undefined, size: number): ByteSpan[] {
 }
 
 /**
- * Fetches the spans at once through `reader` (the block cache keeps them), so that walking the
- * directories afterwards costs no further request. A failure is left to the reads that follow,
- * which report it as they would without this.
+ * Fetches the spans at once (read ahead into memory where the file can, so walking them, read
+ * by read, writes nothing to the disk cache), so that walking the directories afterwards costs
+ * no further request. A failure is left to the reads that follow, which report it as they
+ * would without this.
  */
-export async function prefetch(reader: RangeReader, spans: readonly ByteSpan[]): Promise<void> {
-  await Promise.all(spans.map(({ offset, length }) => reader.read(offset, length))).catch(() => undefined);
+export async function prefetch(file: ImageFile, spans: readonly ByteSpan[]): Promise<void> {
+  const load = file.readAhead ? file.readAhead.bind(file) : (offset: number, length: number) => file.reader.read(offset, length);
+  await Promise.all(spans.map(({ offset, length }) => load(offset, length))).catch(() => undefined);
 }

@@ -19,10 +19,11 @@ export interface BlockReadsOptions {
   memoryBytes: number;
 }
 
-/** A block in memory, and whether it is on disk too (or on its way there). */
+/** A block in memory. */
 interface Recent {
   data: Buffer;
-  stored: boolean;
+  /** Fetched and used once: its next use writes it to disk. False once written, and for blocks read from disk or read ahead. */
+  writeOnReuse: boolean;
 }
 
 /**
@@ -71,8 +72,8 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
     this.recent = new LRUCache({
       maxSize: Math.max(1, options.memoryBytes),
       sizeCalculation: ({ data }) => Math.max(1, data.length),
-      dispose: ({ stored }, key, reason) => {
-        if (reason === 'evict' && !stored) this.seenOnce.set(key, true);
+      dispose: ({ writeOnReuse }, key, reason) => {
+        if (reason === 'evict' && writeOnReuse) this.seenOnce.set(key, true);
       },
     });
   }
@@ -83,8 +84,28 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
 
   /** Keeps a block fetched another way (the first block comes with the object's version). */
   keep(object: O, index: number, data: Buffer): void {
-    this.recent.set(blockKey(object, index), { data, stored: true });
+    this.recent.set(blockKey(object, index), { data, writeOnReuse: false });
     this.cache.keepBlock(object, index, data);
+  }
+
+  /**
+   * Brings the blocks under a range into memory without counting a use, so that reading them
+   * there (any number of times) writes nothing to disk: a derivative's directories, which its
+   * reader walks read by read as it opens and then remembers parsed. Fetched blocks of adjacent
+   * indices go out together, as for read().
+   */
+  async readAhead(object: O, offset: number, length: number): Promise<void> {
+    checkRange(object.size, offset, length);
+    if (length === 0) return;
+    const size = this.options.blockBytes;
+    const first = Math.floor(offset / size);
+    const last = Math.floor((offset + length - 1) / size);
+    await Promise.all(
+      Array.from({ length: last - first + 1 }, (_, i) => {
+        const key = blockKey(object, first + i);
+        return this.recent.has(key) ? undefined : (this.loading.get(key) ?? this.loadOnce(object, first + i, key, false));
+      }),
+    );
   }
 
   /** Drops the blocks kept in memory for every version in `keyFolder` (a purge). */
@@ -117,38 +138,44 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
     const key = blockKey(object, index);
     const known = this.recent.get(key);
     if (known) {
-      if (known.stored) {
-        // Keeps its file from looking unused on disk while it is hot in memory.
-        this.cache.touchBlock(object, index);
-      } else {
-        known.stored = true;
+      if (known.writeOnReuse) {
+        known.writeOnReuse = false;
         this.cache.keepBlock(object, index, known.data);
+      } else {
+        // Keeps its file (if it has one) from looking unused on disk while it is hot in memory.
+        this.cache.touchBlock(object, index);
       }
       return Promise.resolve(known.data);
     }
-    let loading = this.loading.get(key);
-    if (!loading) {
-      loading = this.load(object, index, key);
-      this.loading.set(key, loading);
-      const done = () => {
-        if (this.loading.get(key) === loading) this.loading.delete(key);
-      };
-      loading.then(done, done);
-    }
+    return this.loading.get(key) ?? this.loadOnce(object, index, key, true);
+  }
+
+  /** Loads a block, shared by every read of it until it is in memory (single flight per block). */
+  private loadOnce(object: O, index: number, key: string, use: boolean): Promise<Buffer> {
+    const loading = this.load(object, index, key, use);
+    this.loading.set(key, loading);
+    const done = () => {
+      if (this.loading.get(key) === loading) this.loading.delete(key);
+    };
+    loading.then(done, done);
     return loading;
   }
 
-  /** From disk when stored intact, else from the store (then kept in memory, and on disk in the background when this is its second use). */
-  private async load(object: O, index: number, key: string): Promise<Buffer> {
+  /**
+   * From disk when stored intact, else from the store, then kept in memory; a fetched block
+   * that is a `use` goes to disk in the background on its second one (this, when it was used
+   * once before and left memory).
+   */
+  private async load(object: O, index: number, key: string, use: boolean): Promise<Buffer> {
     const onDisk = this.cache.hasBlock(object, index) ? await this.cache.readBlock(object, index) : undefined;
     if (onDisk) {
-      this.recent.set(key, { data: onDisk, stored: true });
+      this.recent.set(key, { data: onDisk, writeOnReuse: false });
       return onDisk;
     }
     const data = await this.enqueue(object, index);
-    const secondUse = this.seenOnce.delete(key);
+    const secondUse = use && this.seenOnce.delete(key);
     if (secondUse) this.cache.keepBlock(object, index, data);
-    this.recent.set(key, { data, stored: secondUse });
+    this.recent.set(key, { data, writeOnReuse: use && !secondUse });
     return data;
   }
 

@@ -202,6 +202,7 @@ export class S3Source implements ImageSource {
       reader: this.blocks.reader(object),
       whole: () => this.wholes.run(object.folder, () => this.whole(object)),
       onDisk: false,
+      readAhead: (offset, length) => this.blocks.readAhead(object, offset, length),
     };
   }
 

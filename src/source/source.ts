@@ -16,6 +16,11 @@ export interface ImageFile {
   whole(): Promise<string | Buffer>;
   /** The bytes already are a local file: whole() costs nothing, and libvips may read the file itself. */
   readonly onDisk: boolean;
+  /**
+   * Remote files only: brings a range into memory for reads about to follow, without it
+   * counting as a use of the disk cache (so reading it there writes nothing to disk).
+   */
+  readAhead?(offset: number, length: number): Promise<void>;
 }
 
 /** Where an image's bytes are, once an identifier has been resolved. */

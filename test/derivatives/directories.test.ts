@@ -58,7 +58,7 @@ describe('directory spans of a derivative pyramid', () => {
         return fetched;
       },
     };
-    await prefetch(caching, spans);
+    await prefetch({ reader: caching, whole: async () => bytes, onDisk: false }, spans);
     expect(reads).toHaveLength(spans.length);
     await (await TiffLayout.open(caching))!.all();
     expect(reads).toHaveLength(spans.length);

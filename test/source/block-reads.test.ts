@@ -28,7 +28,7 @@ async function setUp(memoryBlocks: number) {
     { blockBytes: BLOCK, maxFetchBytes: BLOCK, memoryBytes: memoryBlocks * BLOCK },
   );
   const read = async (index: number) => expect((await reads.read(object, index * BLOCK, BLOCK)).equals(bytes.subarray(index * BLOCK, (index + 1) * BLOCK))).toBe(true);
-  return { cache, object, fetched, read };
+  return { cache, object, fetched, read, reads };
 }
 
 describe('block reads: what goes to disk', () => {
@@ -54,5 +54,14 @@ describe('block reads: what goes to disk', () => {
     for (const index of [4, 5]) await read(index); // 0 leaves memory again
     await read(0); // from disk
     expect(fetched).toEqual([0, 1, 2, 3, 0, 4, 5]);
+  });
+
+  it('blocks read ahead are no use: read there any number of times, nothing is written', async () => {
+    const { cache, object, fetched, read, reads } = await setUp(8);
+    await reads.readAhead(object, 2 * BLOCK + 10, 2 * BLOCK); // blocks 2, 3 and 4
+    for (let i = 0; i < 3; i++) for (const index of [2, 3, 4]) await read(index);
+    await cache.settle();
+    expect([2, 3, 4].filter((index) => cache.hasBlock(object, index))).toEqual([]);
+    expect(fetched).toEqual([2, 3, 4]);
   });
 });

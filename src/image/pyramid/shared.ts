@@ -59,7 +59,7 @@ export class SharedPyramids {
       if (built) return built;
       const file = this.options.open(obtained.derivative);
       // Every directory in one round of requests, rather than one after another as a walk would.
-      await prefetch(file.reader, obtained.derivative.directories);
+      await prefetch(file, obtained.derivative.directories);
       return file;
     } catch (error) {
       if (!(error instanceof DerivativeStoreError)) throw error;

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { near, pixel, quadrants, YELLOW } from '../../fixtures.js';
 import { keysUnder, PREFIX } from '../../derivatives/fleet-parts.js';
 import { s3AppOpener, type S3App } from '../../source/s3-app.js';
+import { blockFiles } from '../../source/s3-scan.js';
 import { S3Store } from '../../source/s3-store.js';
 
 const W = 3000;
@@ -45,7 +46,7 @@ afterAll(() => store.close());
 const open = s3AppOpener(() => store);
 
 /** One "container": its own cache and pyramid folders, the fleet's derivative store. */
-async function server(env: Record<string, string> = {}): Promise<S3App> {
+async function server(env: Record<string, string> = {}): Promise<S3App & { cacheDir: string }> {
   return open({
     IIIF_PYRAMID_DIR: await mkdtemp(join(tmpdir(), 'iiif-pyramids-')),
     IIIF_PYRAMID_THRESHOLD_PIXELS: '1000000',
@@ -159,6 +160,25 @@ describe('shared pyramids', () => {
     expect(await differenceFromSource(later.rawPayload, images[0]!)).toBeLessThan(6);
     expect(await impatient.metric('iiif_derivative_obtained_total{result="found"}')).toBe(1);
     expect(await builds([converter, impatient])).toBe(1);
+  }, 120_000);
+
+  it('a server opening a published derivative writes none of its blocks to disk for a tile asked once', async () => {
+    const key = 'opened.jpg';
+    await store.put(key, images[0]!.jpeg);
+    const converter = await server();
+    expect((await converter.app.inject(tileUrl(key))).statusCode).toBe(200);
+    const reader = await server();
+    const before = await blockFiles(reader.cacheDir);
+    // One stored tile of the derivative, sent as it is: read once. Its directories were walked
+    // read by read as the derivative opened, after one round of requests fetched them.
+    const tile = await reader.app.inject(`/iiif/3/${key}/0,0,256,256/256,256/0/default.jpg`);
+    expect(tile.statusCode).toBe(200);
+    expect(tile.headers['x-iiif-render']).toBe('passthrough; cache=miss');
+    expect(await reader.metric('iiif_derivative_obtained_total{result="found"}')).toBe(1);
+    await reader.app.close(); // its cache writes finish
+    const written = (await blockFiles(reader.cacheDir)).filter((file) => !before.includes(file));
+    // The source's first block (its version and format) is all that went to disk.
+    expect(written).toHaveLength(1);
   }, 120_000);
 
   it('a derivative deleted while a server reads it: the server obtains the pyramid again and serves the right pixels', async () => {
