@@ -26,6 +26,12 @@ export interface SmallObject {
   etag: string;
 }
 
+/** An object's head and, when it is no longer than asked, its body. */
+export interface ObjectWithBody extends ObjectHead {
+  /** Undefined when the object is longer than the caller takes (then it was not read). */
+  body: Buffer | undefined;
+}
+
 export interface ListedObject {
   key: string;
   size: number;
@@ -84,14 +90,26 @@ export class Bucket {
   }
 
   /** A small object's text (a lease, image information); undefined when absent. */
-  getText(key: string): Promise<SmallObject | undefined> {
+  async getText(key: string): Promise<SmallObject | undefined> {
+    const object = await this.get(key, Infinity);
+    return object && { text: object.body!.toString('utf8'), etag: object.etag };
+  }
+
+  /** An object with its metadata, and its body when it is at most `maxBytes` long; undefined when absent. */
+  get(key: string, maxBytes: number): Promise<ObjectWithBody | undefined> {
     return this.lookup('GET', key, async (abortSignal) => {
       const answer = await this.client.send(new GetObjectCommand({ Bucket: this.name, Key: key }), { abortSignal });
+      const head = { etag: unquote(answer.ETag ?? ''), size: answer.ContentLength ?? 0, metadata: answer.Metadata ?? {} };
+      if (maxBytes !== Infinity && (answer.ContentLength === undefined || answer.ContentLength > maxBytes)) {
+        // Not read: closing the body ends the transfer.
+        (answer.Body as { destroy?: () => void } | undefined)?.destroy?.();
+        return { ...head, body: undefined };
+      }
       const bytes = await answer.Body!.transformToByteArray();
       if (answer.ContentLength !== undefined && bytes.length !== answer.ContentLength) {
         throw new IncompleteBody(`expected ${answer.ContentLength} bytes, got ${bytes.length}`);
       }
-      return { text: Buffer.from(bytes).toString('utf8'), etag: unquote(answer.ETag ?? '') };
+      return { ...head, size: bytes.length, body: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length) };
     });
   }
 

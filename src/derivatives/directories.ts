@@ -1,4 +1,5 @@
 import { open } from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
 import type { RangeReader } from '../source/range-reader.js';
 import type { ImageFile } from '../source/source.js';
 import { TiffLayout } from '../image/tiles/tiff-layout.js';
@@ -16,6 +17,12 @@ export interface ByteSpan {
 const MERGE_GAP = 64 * 1024;
 /** More spans than this do not fit the marker's metadata (2 KB on S3) with room to spare: none are recorded then. */
 export const MAX_SPANS = 32;
+/**
+ * The marker carries the spans' bytes when they total at most this (a 12000×9000 pyramid's are
+ * about 110 KB: its level-0 tile table and the small levels' tail), so that opening a derivative
+ * takes the request that finds it and nothing more.
+ */
+export const MAX_CARRIED_BYTES = 1024 * 1024;
 
 /**
  * The byte spans a reader of this pyramid needs for its directories (header, every level's
@@ -49,6 +56,31 @@ export async function directorySpans(pyramidPath: string): Promise<ByteSpan[]> {
   }
 }
 
+/** The spans' bytes in the pyramid file, one after another (what the marker carries); undefined when they are too many. */
+export async function spanBytes(pyramidPath: string, spans: readonly ByteSpan[]): Promise<Buffer | undefined> {
+  const total = spans.reduce((sum, { length }) => sum + length, 0);
+  if (total === 0 || total > MAX_CARRIED_BYTES) return undefined;
+  const file = await open(pyramidPath, 'r');
+  try {
+    const bytes = Buffer.alloc(total);
+    let at = 0;
+    for (const { offset, length } of spans) {
+      await file.read(bytes, at, length, offset);
+      at += length;
+    }
+    return bytes;
+  } finally {
+    await file.close();
+  }
+}
+
+/** The carried bytes, cut back into the spans they were made of; none when they do not add up (an older or damaged marker). */
+export function carriedPieces(spans: readonly ByteSpan[], carried: Buffer | undefined, crc: string | undefined): Array<{ offset: number; bytes: Buffer }> {
+  if (!carried || crc === undefined || carried.length !== spans.reduce((sum, { length }) => sum + length, 0) || String(crc32(carried)) !== crc) return [];
+  let at = 0;
+  return spans.map(({ offset, length }) => ({ offset, bytes: carried.subarray(at, (at += length)) }));
+}
+
 /** Sorted, overlapping or near spans joined. */
 export function merged(reads: readonly ByteSpan[]): ByteSpan[] {
   const spans: ByteSpan[] = [];
@@ -80,12 +112,16 @@ export function parseSpans(text: string | undefined, size: number): ByteSpan[] {
 }
 
 /**
- * Fetches the spans at once (read ahead into memory where the file can, so walking them, read
+ * Hands the file the spans' bytes the marker carried, or else fetches the spans at once (read ahead into memory where the file can, so walking them, read
  * by read, writes nothing to the disk cache), so that walking the directories afterwards costs
  * no further request. A failure is left to the reads that follow, which report it as they
  * would without this.
  */
-export async function prefetch(file: ImageFile, spans: readonly ByteSpan[]): Promise<void> {
+export async function prefetch(file: ImageFile, spans: readonly ByteSpan[], carried: ReadonlyArray<{ offset: number; bytes: Buffer }> = []): Promise<void> {
+  if (carried.length > 0 && file.preload) {
+    file.preload(carried);
+    return;
+  }
   const load = file.readAhead ? file.readAhead.bind(file) : (offset: number, length: number) => file.reader.read(offset, length);
   await Promise.all(spans.map(({ offset, length }) => load(offset, length))).catch(() => undefined);
 }

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
 import { PRECONDITION_FAILED, type Bucket, type FileBody, type PutOptions } from './bucket.js';
-import { directorySpans, formatSpans, parseSpans, type ByteSpan } from './directories.js';
+import { carriedPieces, directorySpans, formatSpans, MAX_CARRIED_BYTES, parseSpans, spanBytes, type ByteSpan } from './directories.js';
 import { DerivativeStoreError, LeaseLostError } from './errors.js';
 import { FILES, parseKey, sourceDir, unquote, versionDir, versionHash, versionKeys, type VersionKeys } from './keys.js';
 
@@ -19,6 +20,8 @@ export interface Derivative {
   infoEtag: string;
   /** Where the pyramid's directories lie (directories.ts): fetched at once when it is opened. Empty when not recorded. */
   directories: ByteSpan[];
+  /** Their bytes, carried by the marker (directories.ts, carriedPieces): empty when it carried none or they do not add up. */
+  carried: Array<{ offset: number; bytes: Buffer }>;
 }
 
 /** What a converter made locally and hands to upload. */
@@ -100,14 +103,16 @@ export class DerivativeStore {
   /** The complete derivative of this source version, or undefined (none, half-written, or of another version). */
   async find(sourceKey: string, etag: string): Promise<Derivative | undefined> {
     const keys = this.keys(sourceKey, etag);
-    // Both at once: one round trip before a container can read the derivative, not two.
-    const [marker, pyramid] = await Promise.all([this.bucket.head(keys.complete), this.bucket.head(keys.pyramid)]);
+    // Both at once: one round trip before a container can read the derivative, not two; the
+    // marker brings the pyramid's directories with it.
+    const [marker, pyramid] = await Promise.all([this.bucket.get(keys.complete, MAX_CARRIED_BYTES), this.bucket.head(keys.pyramid)]);
     if (!marker) return undefined;
     const recorded = marker.metadata;
     const pyramidSize = Number(recorded['pyramid-size']);
     if (recorded['source-etag'] !== unquote(etag) || !recorded['pyramid-etag'] || !recorded['info-etag'] || !Number.isSafeInteger(pyramidSize)) return undefined;
     // A pyramid replaced after the marker (a converter racing an expired lease) is not the one published.
     if (pyramid?.etag !== recorded['pyramid-etag'] || pyramid.size !== pyramidSize) return undefined;
+    const directories = parseSpans(recorded.directories, pyramidSize);
     return {
       sourceKey,
       etag: unquote(etag),
@@ -117,7 +122,8 @@ export class DerivativeStore {
       pyramidEtag: pyramid.etag,
       infoKey: keys.info,
       infoEtag: recorded['info-etag'],
-      directories: parseSpans(recorded.directories, pyramidSize),
+      directories,
+      carried: carriedPieces(directories, marker.body, recorded['directories-crc32']),
     };
   }
 
@@ -142,6 +148,8 @@ export class DerivativeStore {
     const keys = this.keys(sourceKey, etag);
     const pyramid: FileBody = { path: files.pyramidPath, size: (await stat(files.pyramidPath)).size };
     const directories = await directorySpans(files.pyramidPath);
+    const carried = await spanBytes(files.pyramidPath, directories);
+    const carriedCrc = carried && String(crc32(carried));
     try {
       const pyramidEtag = await this.write(keys.pyramid, pyramid, { contentType: 'image/tiff' });
       const stored = await this.bucket.head(keys.pyramid);
@@ -160,6 +168,7 @@ export class DerivativeStore {
         infoKey: keys.info,
         infoEtag,
         directories,
+        carried: carriedPieces(directories, carried, carriedCrc),
       };
       const metadata = {
         'source-etag': derivative.etag,
@@ -167,9 +176,10 @@ export class DerivativeStore {
         'pyramid-etag': pyramidEtag,
         'info-etag': infoEtag,
         ...(directories.length > 0 ? { directories: formatSpans(directories) } : {}),
+        ...(carriedCrc ? { 'directories-crc32': carriedCrc } : {}),
       };
-      // The body repeats the metadata for people browsing the bucket; find() reads the metadata.
-      await this.write(keys.complete, Buffer.from(JSON.stringify(derivative)), { contentType: 'application/json', metadata });
+      // The body is the directories' bytes (none when they are too many): see find().
+      await this.write(keys.complete, carried ?? Buffer.alloc(0), { contentType: 'application/octet-stream', metadata });
       return derivative;
     } catch (error) {
       if (!(error instanceof LeaseLostError)) await this.discard(keys, beforePublish);

@@ -32,6 +32,10 @@ interface Recent {
  * as it is fetched again.
  */
 const SEEN_ONCE_PER_MEMORY_BLOCK = 16;
+/** The share of `memoryBytes` for preloaded pieces of objects (see preload). */
+const PRELOADED_SHARE = 1 / 4;
+
+type Pieces = ReadonlyArray<{ offset: number; bytes: Buffer }>;
 
 interface Waiting {
   resolve(data: Buffer): void;
@@ -62,12 +66,18 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
   private readonly recent: LRUCache<string, Recent>;
   /** Blocks that left memory after one use (see SEEN_ONCE_PER_MEMORY_BLOCK). */
   private readonly seenOnce: LRUCache<string, true>;
+  /** Pieces of objects at hand, by object folder (see preload). */
+  private readonly preloaded: LRUCache<string, Pieces>;
 
   constructor(
     private readonly cache: BlockCache<unknown>,
     private readonly fetch: FetchRange<O>,
     private readonly options: BlockReadsOptions,
   ) {
+    this.preloaded = new LRUCache({
+      maxSize: Math.max(1, Math.floor(options.memoryBytes * PRELOADED_SHARE)),
+      sizeCalculation: (pieces) => Math.max(1, pieces.reduce((sum, { bytes }) => sum + bytes.length, 0)),
+    });
     this.seenOnce = new LRUCache({ max: Math.max(1, Math.ceil(options.memoryBytes / options.blockBytes) * SEEN_ONCE_PER_MEMORY_BLOCK) });
     this.recent = new LRUCache({
       maxSize: Math.max(1, options.memoryBytes),
@@ -108,8 +118,18 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
     );
   }
 
+  /**
+   * Keeps pieces of an object that came with something else (a derivative's directories, with
+   * the marker that found it): reads inside one are answered from them, no block involved,
+   * while they stay in their bounded share of memory.
+   */
+  preload(object: O, pieces: Pieces): void {
+    this.preloaded.set(object.folder, pieces);
+  }
+
   /** Drops the blocks kept in memory for every version in `keyFolder` (a purge). */
   forget(keyFolder: string): void {
+    for (const key of [...this.preloaded.keys()]) if (key.startsWith(`${keyFolder}/`)) this.preloaded.delete(key);
     for (const key of [...this.recent.keys()]) if (key.startsWith(`${keyFolder}/`)) this.recent.delete(key);
     for (const key of [...this.seenOnce.keys()]) if (key.startsWith(`${keyFolder}/`)) this.seenOnce.delete(key);
   }
@@ -125,6 +145,8 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
   async read(object: O, offset: number, length: number): Promise<Buffer> {
     checkRange(object.size, offset, length);
     if (length === 0) return Buffer.alloc(0);
+    const piece = this.preloaded.get(object.folder)?.find((p) => p.offset <= offset && offset + length <= p.offset + p.bytes.length);
+    if (piece) return piece.bytes.subarray(offset - piece.offset, offset - piece.offset + length);
     const size = this.options.blockBytes;
     const first = Math.floor(offset / size);
     const last = Math.floor((offset + length - 1) / size);

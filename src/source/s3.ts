@@ -203,6 +203,7 @@ export class S3Source implements ImageSource {
       whole: () => this.wholes.run(object.folder, () => this.whole(object)),
       onDisk: false,
       readAhead: (offset, length) => this.blocks.readAhead(object, offset, length),
+      preload: (pieces) => this.blocks.preload(object, pieces),
     };
   }
 

@@ -21,6 +21,12 @@ export interface ImageFile {
    * counting as a use of the disk cache (so reading it there writes nothing to disk).
    */
   readAhead?(offset: number, length: number): Promise<void>;
+  /**
+   * Remote files only: bytes of this file already at hand (fetched with something else). Reads
+   * inside one of them are answered from memory without a request, while memory (bounded)
+   * keeps them.
+   */
+  preload?(pieces: ReadonlyArray<{ offset: number; bytes: Buffer }>): void;
 }
 
 /** Where an image's bytes are, once an identifier has been resolved. */

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { directorySpans } from '../../src/derivatives/directories.js';
@@ -7,7 +8,7 @@ import { versionHash } from '../../src/derivatives/keys.js';
 import type { Derivatives } from '../../src/derivatives/open.js';
 import type { DerivativeFiles } from '../../src/derivatives/store.js';
 import { expectQuadrantColours } from '../fixtures.js';
-import { S3Store } from '../source/s3-store.js';
+import { BUCKET, S3Store } from '../source/s3-store.js';
 import { container, etagOf, keysUnder, makePyramid, objectBytes, PREFIX } from './fleet-parts.js';
 
 let store: S3Store;
@@ -47,6 +48,9 @@ describe('the derivative store', () => {
     // Where its directories lie, for readers to fetch at once.
     expect(found!.directories.length).toBeGreaterThan(0);
     expect(found!.directories).toEqual(await directorySpans(files.pyramidPath));
+    // And their bytes, carried by the marker, exactly the pyramid's there.
+    expect(found!.carried.map(({ offset, bytes }) => ({ offset, length: bytes.length }))).toEqual(found!.directories);
+    for (const { offset, bytes } of found!.carried) expect(bytes.equals(pyramidBytes.subarray(offset, offset + bytes.length))).toBe(true);
     const stored = await objectBytes(store, found!.pyramidKey);
     expect(stored.equals(pyramidBytes)).toBe(true);
     expect((await sharp(stored).metadata()).pages).toBe(4);
@@ -54,6 +58,22 @@ describe('the derivative store', () => {
     expect(await derivatives.readInfo(found!)).toEqual(files.info);
     // Another version of the same source is another derivative.
     expect(await derivatives.find('photos/a.jpg', 'etag-2')).toBeUndefined();
+  });
+
+  it('a marker whose carried bytes do not add up (damaged, or an older marker) is used without them', async () => {
+    const { store: derivatives } = open();
+    await derivatives.upload('photos/damaged.jpg', '"etag-1"', files);
+    const keys = derivatives.keys('photos/damaged.jpg', 'etag-1');
+    const marker = await store.uploader.send(new GetObjectCommand({ Bucket: BUCKET, Key: keys.complete }));
+    const body = Buffer.from(await marker.Body!.transformToByteArray());
+    body[body.length >> 1]! ^= 0xff;
+    for (const replaced of [body, Buffer.from('{"written by":"an older server"}')]) {
+      await store.uploader.send(new PutObjectCommand({ Bucket: BUCKET, Key: keys.complete, Body: replaced, Metadata: marker.Metadata }));
+      const found = await derivatives.find('photos/damaged.jpg', 'etag-1');
+      expect(found?.pyramidSize).toBe(pyramidBytes.length);
+      expect(found!.directories.length).toBeGreaterThan(0);
+      expect(found!.carried).toEqual([]);
+    }
   });
 
   it('never takes a half-written version for a complete one', async () => {

@@ -28,7 +28,7 @@ async function setUp(memoryBlocks: number) {
     { blockBytes: BLOCK, maxFetchBytes: BLOCK, memoryBytes: memoryBlocks * BLOCK },
   );
   const read = async (index: number) => expect((await reads.read(object, index * BLOCK, BLOCK)).equals(bytes.subarray(index * BLOCK, (index + 1) * BLOCK))).toBe(true);
-  return { cache, object, fetched, read, reads };
+  return { cache, object, bytes, fetched, read, reads };
 }
 
 describe('block reads: what goes to disk', () => {
@@ -63,5 +63,14 @@ describe('block reads: what goes to disk', () => {
     await cache.settle();
     expect([2, 3, 4].filter((index) => cache.hasBlock(object, index))).toEqual([]);
     expect(fetched).toEqual([2, 3, 4]);
+  });
+
+  it('preloaded pieces answer reads inside them without a fetch; reads outside fetch as usual', async () => {
+    const { object, bytes, fetched, read, reads } = await setUp(8);
+    reads.preload(object, [{ offset: 5 * BLOCK + 100, bytes: bytes.subarray(5 * BLOCK + 100, 7 * BLOCK) }]);
+    expect((await reads.read(object, 6 * BLOCK, 500)).equals(bytes.subarray(6 * BLOCK, 6 * BLOCK + 500))).toBe(true);
+    expect(fetched).toEqual([]);
+    await read(8);
+    expect(fetched).toEqual([8]);
   });
 });

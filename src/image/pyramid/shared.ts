@@ -58,8 +58,8 @@ export class SharedPyramids {
       // Built here: this container's own copy is the cheapest to read.
       if (built) return built;
       const file = this.options.open(obtained.derivative);
-      // Every directory in one round of requests, rather than one after another as a walk would.
-      await prefetch(file, obtained.derivative.directories);
+      // Every directory with the marker, or in one round of requests, rather than one after another as a walk would.
+      await prefetch(file, obtained.derivative.directories, obtained.derivative.carried);
       return file;
     } catch (error) {
       if (!(error instanceof DerivativeStoreError)) throw error;

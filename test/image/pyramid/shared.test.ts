@@ -162,19 +162,22 @@ describe('shared pyramids', () => {
     expect(await builds([converter, impatient])).toBe(1);
   }, 120_000);
 
-  it('a server opening a published derivative writes none of its blocks to disk for a tile asked once', async () => {
+  it('a server opening a published derivative reads its directories with the marker and writes none of its blocks to disk for a tile asked once', async () => {
     const key = 'opened.jpg';
     await store.put(key, images[0]!.jpeg);
     const converter = await server();
     expect((await converter.app.inject(tileUrl(key))).statusCode).toBe(200);
     const reader = await server();
     const before = await blockFiles(reader.cacheDir);
+    const from = store.requests.length;
     // One stored tile of the derivative, sent as it is: read once. Its directories were walked
     // read by read as the derivative opened, after one round of requests fetched them.
     const tile = await reader.app.inject(`/iiif/3/${key}/0,0,256,256/256,256/0/default.jpg`);
     expect(tile.statusCode).toBe(200);
     expect(tile.headers['x-iiif-render']).toBe('passthrough; cache=miss');
     expect(await reader.metric('iiif_derivative_obtained_total{result="found"}')).toBe(1);
+    // Its directories came with the marker: the pyramid was read once, for the tile.
+    expect(getsOf(from, (k) => k.endsWith('/pyramid.tif'))).toHaveLength(1);
     await reader.app.close(); // its cache writes finish
     const written = (await blockFiles(reader.cacheDir)).filter((file) => !before.includes(file));
     // The source's first block (its version and format) is all that went to disk.
