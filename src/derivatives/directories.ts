@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import type { RangeReader } from '../source/range-reader.js';
-import type { ImageFile } from '../source/source.js';
+import type { ImageFile, Piece } from '../source/source.js';
 import { TiffLayout } from '../image/tiles/tiff-layout.js';
 
 /** A byte range of a derivative's pyramid. */
@@ -58,7 +58,7 @@ export async function directorySpans(pyramidPath: string): Promise<ByteSpan[]> {
 
 /** The spans' bytes in the pyramid file, one after another (what the marker carries); undefined when they are too many. */
 export async function spanBytes(pyramidPath: string, spans: readonly ByteSpan[]): Promise<Buffer | undefined> {
-  const total = spans.reduce((sum, { length }) => sum + length, 0);
+  const total = totalLength(spans);
   if (total === 0 || total > MAX_CARRIED_BYTES) return undefined;
   const file = await open(pyramidPath, 'r');
   try {
@@ -74,12 +74,19 @@ export async function spanBytes(pyramidPath: string, spans: readonly ByteSpan[])
   }
 }
 
-/** The carried bytes, cut back into the spans they were made of; none when they do not add up (an older or damaged marker). */
-export function carriedPieces(spans: readonly ByteSpan[], carried: Buffer | undefined, crc: string | undefined): Array<{ offset: number; bytes: Buffer }> {
-  if (!carried || crc === undefined || carried.length !== spans.reduce((sum, { length }) => sum + length, 0) || String(crc32(carried)) !== crc) return [];
+/** The spans' bytes (spanBytes), cut back into the spans they were made of. */
+export function piecesOf(spans: readonly ByteSpan[], bytes: Buffer): Piece[] {
   let at = 0;
-  return spans.map(({ offset, length }) => ({ offset, bytes: carried.subarray(at, (at += length)) }));
+  return spans.map(({ offset, length }) => ({ offset, bytes: bytes.subarray(at, (at += length)) }));
 }
+
+/** The bytes a marker carried, as pieces; none when they do not add up to its spans and CRC-32 (an older or damaged marker). */
+export function carriedPieces(spans: readonly ByteSpan[], carried: Buffer | undefined, crc: string | undefined): Piece[] {
+  if (!carried || crc === undefined || carried.length !== totalLength(spans) || String(crc32(carried)) !== crc) return [];
+  return piecesOf(spans, carried);
+}
+
+const totalLength = (spans: readonly ByteSpan[]): number => spans.reduce((sum, { length }) => sum + length, 0);
 
 /** Sorted, overlapping or near spans joined. */
 export function merged(reads: readonly ByteSpan[]): ByteSpan[] {
@@ -112,16 +119,14 @@ export function parseSpans(text: string | undefined, size: number): ByteSpan[] {
 }
 
 /**
- * Hands the file the spans' bytes the marker carried, or else fetches the spans at once (read ahead into memory where the file can, so walking them, read
- * by read, writes nothing to the disk cache), so that walking the directories afterwards costs
- * no further request. A failure is left to the reads that follow, which report it as they
- * would without this.
+ * Hands the file the spans' bytes the marker carried or, when there are none (or they do not
+ * fit its memory), fetches the spans at once: read ahead into memory where the file can, so
+ * that walking them read by read writes nothing to the disk cache. Either way, walking the
+ * directories afterwards costs no further request. A failure is left to the reads that follow,
+ * which report it as they would without this.
  */
-export async function prefetch(file: ImageFile, spans: readonly ByteSpan[], carried: ReadonlyArray<{ offset: number; bytes: Buffer }> = []): Promise<void> {
-  if (carried.length > 0 && file.preload) {
-    file.preload(carried);
-    return;
-  }
+export async function prefetch(file: ImageFile, spans: readonly ByteSpan[], carried: readonly Piece[] = []): Promise<void> {
+  if (carried.length > 0 && file.preload?.(carried)) return;
   const load = file.readAhead ? file.readAhead.bind(file) : (offset: number, length: number) => file.reader.read(offset, length);
   await Promise.all(spans.map(({ offset, length }) => load(offset, length))).catch(() => undefined);
 }

@@ -1,7 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { PRECONDITION_FAILED, type Bucket, type FileBody, type PutOptions } from './bucket.js';
-import { carriedPieces, directorySpans, formatSpans, MAX_CARRIED_BYTES, parseSpans, spanBytes, type ByteSpan } from './directories.js';
+import { PRECONDITION_FAILED, type Bucket, type FileBody, type ObjectHead, type ObjectWithBody, type PutOptions } from './bucket.js';
+import type { Piece } from '../source/source.js';
+import { carriedPieces, directorySpans, formatSpans, MAX_CARRIED_BYTES, parseSpans, piecesOf, spanBytes, type ByteSpan } from './directories.js';
 import { DerivativeStoreError, LeaseLostError } from './errors.js';
 import { FILES, parseKey, sourceDir, unquote, versionDir, versionHash, versionKeys, type VersionKeys } from './keys.js';
 
@@ -20,8 +21,8 @@ export interface Derivative {
   infoEtag: string;
   /** Where the pyramid's directories lie (directories.ts): fetched at once when it is opened. Empty when not recorded. */
   directories: ByteSpan[];
-  /** Their bytes, carried by the marker (directories.ts, carriedPieces): empty when it carried none or they do not add up. */
-  carried: Array<{ offset: number; bytes: Buffer }>;
+  /** Their bytes, carried by the marker (directories.ts, carriedPieces): empty when it carried none or they do not add up, or were not asked for. */
+  carried: Piece[];
 }
 
 /** What a converter made locally and hands to upload. */
@@ -78,8 +79,10 @@ const PRUNE_CONCURRENCY = 8;
  * Publishing: the pyramid is one PUT (atomic on S3: the object appears whole or not at all; up
  * to 5 GiB, more than any pyramid within IIIF_MAX_INPUT_PIXELS needs) with Content-MD5, then a
  * HEAD verifies the stored size and ETag; then info.json; then, after the caller's last check
- * (the lease is still ours), the `complete` marker, whose metadata records the source ETag and
- * the pyramid's and info's ETags and size. Only the marker makes a version visible, so a
+ * (the lease is still ours), the `complete` marker, whose metadata records the source ETag, the
+ * pyramid's and info's ETags and size and where the pyramid's directories lie, and whose body
+ * is those directories' bytes (with their CRC-32 in the metadata), so that a reader opens the
+ * derivative with the request that finds it. Only the marker makes a version visible, so a
  * converter killed mid-upload, a store that writes in place (s3rver) or a failed write never
  * shows a half-written derivative; and since readers pin the recorded ETags, a pyramid replaced
  * after publishing is never mixed with another's information.
@@ -101,12 +104,17 @@ export class DerivativeStore {
   }
 
   /** The complete derivative of this source version, or undefined (none, half-written, or of another version). */
-  async find(sourceKey: string, etag: string): Promise<Derivative | undefined> {
+  async find(sourceKey: string, etag: string, { withDirectories = true } = {}): Promise<Derivative | undefined> {
     const keys = this.keys(sourceKey, etag);
     // Both at once: one round trip before a container can read the derivative, not two; the
-    // marker brings the pyramid's directories with it.
-    const [marker, pyramid] = await Promise.all([this.bucket.get(keys.complete, MAX_CARRIED_BYTES), this.bucket.head(keys.pyramid)]);
-    if (!marker) return undefined;
+    // marker brings the pyramid's directories with it (a HEAD when only existence matters).
+    const marker = withDirectories ? this.bucket.get(keys.complete, MAX_CARRIED_BYTES) : this.bucket.head(keys.complete).then((head) => head && { ...head, body: undefined });
+    const [found, pyramid] = await Promise.all([marker, this.bucket.head(keys.pyramid)]);
+    return found && this.complete(sourceKey, etag, keys, found, pyramid);
+  }
+
+  /** The derivative a marker and the pyramid's head describe, when they agree with each other and with the source version. */
+  private complete(sourceKey: string, etag: string, keys: VersionKeys, marker: ObjectWithBody, pyramid: ObjectHead | undefined): Derivative | undefined {
     const recorded = marker.metadata;
     const pyramidSize = Number(recorded['pyramid-size']);
     if (recorded['source-etag'] !== unquote(etag) || !recorded['pyramid-etag'] || !recorded['info-etag'] || !Number.isSafeInteger(pyramidSize)) return undefined;
@@ -168,7 +176,7 @@ export class DerivativeStore {
         infoKey: keys.info,
         infoEtag,
         directories,
-        carried: carriedPieces(directories, carried, carriedCrc),
+        carried: carried ? piecesOf(directories, carried) : [],
       };
       const metadata = {
         'source-etag': derivative.etag,

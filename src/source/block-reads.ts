@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { BlockCache, CachedObject } from '../cache/block-cache.js';
 import { checkRange, type RangeReader } from './range-reader.js';
+import type { Piece } from './source.js';
 
 /** One version of a remote object, as read by range. */
 export interface RemoteObject extends CachedObject {
@@ -32,10 +33,8 @@ interface Recent {
  * as it is fetched again.
  */
 const SEEN_ONCE_PER_MEMORY_BLOCK = 16;
-/** The share of `memoryBytes` for preloaded pieces of objects (see preload). */
+/** The share of `memoryBytes` for preloaded pieces of objects (see preload); blocks get the rest. */
 const PRELOADED_SHARE = 1 / 4;
-
-type Pieces = ReadonlyArray<{ offset: number; bytes: Buffer }>;
 
 interface Waiting {
   resolve(data: Buffer): void;
@@ -56,8 +55,9 @@ interface Waiting {
  * CDNs). Most blocks of a fleet's tiles are read once per container (a load balancer spreads an
  * image's tiles over the containers), and writing each of them cost a quarter of a cold
  * container's CPU (a temporary file, a write and a rename per tile: bench/README.md, fleet
- * target c) while pushing blocks with a real second use (directories, small levels) out of a
- * bounded disk. A single-use block costs one fetch either way.
+ * target c) while pushing blocks with a real second use out of a bounded disk. A single-use
+ * block costs one fetch either way. Blocks read ahead (readAhead) are no use: reads of them
+ * while they stay in memory write nothing.
  */
 export class BlockReads<O extends RemoteObject = RemoteObject> {
   private readonly loading = new Map<string, Promise<Buffer>>();
@@ -67,20 +67,21 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
   /** Blocks that left memory after one use (see SEEN_ONCE_PER_MEMORY_BLOCK). */
   private readonly seenOnce: LRUCache<string, true>;
   /** Pieces of objects at hand, by object folder (see preload). */
-  private readonly preloaded: LRUCache<string, Pieces>;
+  private readonly preloaded: LRUCache<string, readonly Piece[]>;
 
   constructor(
     private readonly cache: BlockCache<unknown>,
     private readonly fetch: FetchRange<O>,
     private readonly options: BlockReadsOptions,
   ) {
+    const preloadedBytes = Math.max(1, Math.floor(options.memoryBytes * PRELOADED_SHARE));
     this.preloaded = new LRUCache({
-      maxSize: Math.max(1, Math.floor(options.memoryBytes * PRELOADED_SHARE)),
+      maxSize: preloadedBytes,
       sizeCalculation: (pieces) => Math.max(1, pieces.reduce((sum, { bytes }) => sum + bytes.length, 0)),
     });
     this.seenOnce = new LRUCache({ max: Math.max(1, Math.ceil(options.memoryBytes / options.blockBytes) * SEEN_ONCE_PER_MEMORY_BLOCK) });
     this.recent = new LRUCache({
-      maxSize: Math.max(1, options.memoryBytes),
+      maxSize: Math.max(1, options.memoryBytes - preloadedBytes),
       sizeCalculation: ({ data }) => Math.max(1, data.length),
       dispose: ({ writeOnReuse }, key, reason) => {
         if (reason === 'evict' && writeOnReuse) this.seenOnce.set(key, true);
@@ -107,9 +108,7 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
   async readAhead(object: O, offset: number, length: number): Promise<void> {
     checkRange(object.size, offset, length);
     if (length === 0) return;
-    const size = this.options.blockBytes;
-    const first = Math.floor(offset / size);
-    const last = Math.floor((offset + length - 1) / size);
+    const { first, last } = this.blocksUnder(offset, length);
     await Promise.all(
       Array.from({ length: last - first + 1 }, (_, i) => {
         const key = blockKey(object, first + i);
@@ -121,10 +120,12 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
   /**
    * Keeps pieces of an object that came with something else (a derivative's directories, with
    * the marker that found it): reads inside one are answered from them, no block involved,
-   * while they stay in their bounded share of memory.
+   * while they stay in their bounded share of memory. False when they are larger than it.
    */
-  preload(object: O, pieces: Pieces): void {
+  preload(object: O, pieces: readonly Piece[]): boolean {
+    // A set larger than the whole share is refused (not kept).
     this.preloaded.set(object.folder, pieces);
+    return this.preloaded.has(object.folder);
   }
 
   /** Drops the blocks kept in memory for every version in `keyFolder` (a purge). */
@@ -147,13 +148,17 @@ export class BlockReads<O extends RemoteObject = RemoteObject> {
     if (length === 0) return Buffer.alloc(0);
     const piece = this.preloaded.get(object.folder)?.find((p) => p.offset <= offset && offset + length <= p.offset + p.bytes.length);
     if (piece) return piece.bytes.subarray(offset - piece.offset, offset - piece.offset + length);
-    const size = this.options.blockBytes;
-    const first = Math.floor(offset / size);
-    const last = Math.floor((offset + length - 1) / size);
+    const { first, last } = this.blocksUnder(offset, length);
     const blocks = await Promise.all(Array.from({ length: last - first + 1 }, (_, i) => this.block(object, first + i)));
     const joined = blocks.length === 1 ? blocks[0]! : Buffer.concat(blocks);
-    const start = offset - first * size;
+    const start = offset - first * this.options.blockBytes;
     return joined.subarray(start, start + length);
+  }
+
+  /** The indices of the first and last blocks a (non-empty) range touches. */
+  private blocksUnder(offset: number, length: number): { first: number; last: number } {
+    const size = this.options.blockBytes;
+    return { first: Math.floor(offset / size), last: Math.floor((offset + length - 1) / size) };
   }
 
   private block(object: O, index: number): Promise<Buffer> {

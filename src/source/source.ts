@@ -24,9 +24,15 @@ export interface ImageFile {
   /**
    * Remote files only: bytes of this file already at hand (fetched with something else). Reads
    * inside one of them are answered from memory without a request, while memory (bounded)
-   * keeps them.
+   * keeps them; false when they do not fit.
    */
-  preload?(pieces: ReadonlyArray<{ offset: number; bytes: Buffer }>): void;
+  preload?(pieces: readonly Piece[]): boolean;
+}
+
+/** Bytes of a file at an offset. */
+export interface Piece {
+  offset: number;
+  bytes: Buffer;
 }
 
 /** Where an image's bytes are, once an identifier has been resolved. */

@@ -66,11 +66,22 @@ describe('block reads: what goes to disk', () => {
   });
 
   it('preloaded pieces answer reads inside them without a fetch; reads outside fetch as usual', async () => {
-    const { object, bytes, fetched, read, reads } = await setUp(8);
-    reads.preload(object, [{ offset: 5 * BLOCK + 100, bytes: bytes.subarray(5 * BLOCK + 100, 7 * BLOCK) }]);
+    const { object, bytes, fetched, read, reads } = await setUp(16);
+    expect(reads.preload(object, [{ offset: 5 * BLOCK + 100, bytes: bytes.subarray(5 * BLOCK + 100, 7 * BLOCK) }])).toBe(true);
     expect((await reads.read(object, 6 * BLOCK, 500)).equals(bytes.subarray(6 * BLOCK, 6 * BLOCK + 500))).toBe(true);
     expect(fetched).toEqual([]);
     await read(8);
     expect(fetched).toEqual([8]);
+  });
+
+  it('pieces larger than their share of memory are refused; a purge drops the ones kept', async () => {
+    const { object, bytes, fetched, reads } = await setUp(16); // 64 KiB: a quarter for pieces
+    expect(reads.preload(object, [{ offset: 0, bytes: bytes.subarray(0, 5 * BLOCK) }])).toBe(false);
+    expect(reads.preload(object, [{ offset: 0, bytes: bytes.subarray(0, 3 * BLOCK) }])).toBe(true);
+    await reads.read(object, 100, 200);
+    expect(fetched).toEqual([]);
+    reads.forget(object.folder.slice(0, object.folder.indexOf('/')));
+    await reads.read(object, 100, 200);
+    expect(fetched).toEqual([0]);
   });
 });

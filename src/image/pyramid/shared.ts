@@ -70,7 +70,7 @@ export class SharedPyramids {
 
   /** Whether the fleet's store holds a complete derivative of this source version. */
   async published(source: SourceRef): Promise<boolean> {
-    return (await this.options.store.find(this.options.sourceKey(source.identifier), source.version)) !== undefined;
+    return (await this.options.store.find(this.options.sourceKey(source.identifier), source.version, { withDirectories: false })) !== undefined;
   }
 
   /** Deletes every derivative of an identifier from the store (an operator's purge). */

@@ -7,13 +7,14 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { near, pixel, quadrants, YELLOW } from '../../fixtures.js';
 import { keysUnder, PREFIX } from '../../derivatives/fleet-parts.js';
 import { s3AppOpener, type S3App } from '../../source/s3-app.js';
 import { blockFiles } from '../../source/s3-scan.js';
-import { S3Store } from '../../source/s3-store.js';
+import { BUCKET, S3Store } from '../../source/s3-store.js';
 
 const W = 3000;
 const H = 2000;
@@ -182,6 +183,30 @@ describe('shared pyramids', () => {
     const written = (await blockFiles(reader.cacheDir)).filter((file) => !before.includes(file));
     // The source's first block (its version and format) is all that went to disk.
     expect(written).toHaveLength(1);
+  }, 120_000);
+
+  it('a marker that carries no directories (an older server\'s): the reader fetches them in one round, still writing none to disk', async () => {
+    const key = 'older-marker.jpg';
+    await store.put(key, images[0]!.jpeg);
+    const converter = await server();
+    expect((await converter.app.inject(tileUrl(key))).statusCode).toBe(200);
+    const markerKey = (await keysUnder(store, `${PREFIX}${key}/`)).find((k) => k.endsWith('/complete'))!;
+    const marker = await store.uploader.send(new GetObjectCommand({ Bucket: BUCKET, Key: markerKey }));
+    await store.uploader.send(new PutObjectCommand({ Bucket: BUCKET, Key: markerKey, Body: Buffer.from('{}'), Metadata: marker.Metadata }));
+    const reader = await server();
+    const before = await blockFiles(reader.cacheDir);
+    const from = store.requests.length;
+    const tile = await reader.app.inject(`/iiif/3/${key}/0,0,256,256/256,256/0/default.jpg`);
+    expect(tile.statusCode).toBe(200);
+    const at = (128 * W + 128) * 3;
+    expect(near(await pixel(tile.rawPayload, 128, 128), [...images[0]!.raw.subarray(at, at + 3)], 20)).toBe(true);
+    const spans = (marker.Metadata!.directories ?? '').split(',').length;
+    // The directories' spans (adjacent blocks in one GET) and the tile.
+    const pyramidGets = getsOf(from, (k) => k.endsWith('/pyramid.tif'));
+    expect(pyramidGets.length).toBeGreaterThan(1);
+    expect(pyramidGets.length).toBeLessThanOrEqual(spans + 1);
+    await reader.app.close(); // its cache writes finish
+    expect((await blockFiles(reader.cacheDir)).filter((file) => !before.includes(file))).toHaveLength(1);
   }, 120_000);
 
   it('a derivative deleted while a server reads it: the server obtains the pyramid again and serves the right pixels', async () => {
