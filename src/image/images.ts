@@ -57,6 +57,9 @@ function onBlockGrid(tile: Buffer, { x, y }: { x: number; y: number }): boolean 
  */
 const QUICK_CUT_BYTES = 32 * 1024;
 
+/** Whether cutting these stored tiles costs less than a turn in a render lane (see QUICK_CUT_BYTES). */
+const isQuickCut = (stored: Buffer[]): boolean => stored.reduce((bytes, tile) => bytes + tile.length, 0) <= QUICK_CUT_BYTES;
+
 /** The spot's region cut from its tiles in the compressed domain (native), when that cut is the whole answer. */
 function cutAsStored(stored: Buffer[], spot: TileSpot): Buffer | undefined {
   const tiles = onBlockGrid(stored[0]!, spot.crop) ? standaloneTiles(stored, spot.page) : undefined;
@@ -163,7 +166,7 @@ export class Images {
    * decoding; the stored tiles the region touches decoded (one tile, or one JPEG cut from
    * several); the stored tiles under a larger region of a remote file, read by range and
    * joined; the whole file through libvips. A stored tile as it is skips the render lanes; so
-   * does a cut where the addon is missing or turned off (see storedPixelsNatively). Bytes are
+   * does a cut of few bytes (see storedPixelsNatively and fromCut). Bytes are
    * fetched before a lane is taken: a download must not hold a render slot.
    */
   private async produce(image: ResolvedImage, plan: ImagePlan): Promise<CachedResult> {
@@ -186,13 +189,14 @@ export class Images {
       if (asStored && atStoredSize && this.nativeJpeg && !spot.exact) return this.storedPixelsNatively(plan, stored, spot, level.page);
       const tiles = standaloneTiles(stored, spot.page);
       if (tiles && asStored && spot.exact) return { data: tiles[0]!, level: level.page, method: 'passthrough' };
-      const cuttable = tiles && (tiles.length > 1 || (asStored && spot.corner));
-      const cut = cuttable ? cutJpegTiles(tiles, spot.across, spot.crop, this.nativeJpeg) : undefined;
-      if (cut && asStored && !cut.x && !cut.y && atStoredSize) return { data: cut.jpeg, level: level.page, method: 'cut' };
-      // A cut is the region from its top-left MCU on: cropped further only when it starts inside one.
-      if (cut) {
-        const crop = cut.x || cut.y ? { ...spot.crop, x: cut.x, y: cut.y } : undefined;
-        return this.decode(plan, 'tile', () => renderFrom(sharp(cut.jpeg), crop, plan, level.page, encoding, deadline));
+      if (tiles && (tiles.length > 1 || (asStored && spot.corner))) {
+        const cutAnswer = asStored && atStoredSize;
+        // A cut of more than QUICK_CUT_BYTES waits in the lane, as in storedPixelsNatively, and
+        // the render that may follow it runs in the same slot.
+        const fromCut = isQuickCut(stored)
+          ? await this.fromCut(plan, tiles, spot, level.page, cutAnswer, deadline, false)
+          : await this.admitted(plan, () => this.fromCut(plan, tiles, spot, level.page, cutAnswer, deadline, true));
+        if (fromCut) return fromCut;
       }
       if (tiles?.length === 1) return this.decode(plan, 'tile', () => renderFrom(sharp(tiles[0]), spot.crop, plan, level.page, encoding, deadline));
     }
@@ -218,7 +222,7 @@ export class Images {
    * once (W8's 128-px tiles: 0.14 ms).
    */
   private storedPixelsNatively(plan: ImagePlan, stored: Buffer[], spot: TileSpot, level: number): Promise<CachedResult> {
-    const quick = stored.reduce((bytes, tile) => bytes + tile.length, 0) <= QUICK_CUT_BYTES;
+    const quick = isQuickCut(stored);
     const quickCut = quick ? cutAsStored(stored, spot) : undefined;
     if (quickCut) return Promise.resolve({ data: quickCut, level, method: 'cut' });
     return this.admitted(plan, async () => {
@@ -227,6 +231,30 @@ export class Images {
       const maxPixels = Math.floor(this.config.renderMemoryBytes / 4);
       return { data: await renderJpegTiles(stored, spot, this.config.encoding.jpegQuality, maxPixels), level, method: 'libjpeg' };
     });
+  }
+
+  /**
+   * The region cut from its stored tiles in the compressed domain (natively, or in JavaScript
+   * without the addon): the answer itself when it starts on the tiles' block grid and is wanted
+   * as stored, else rendered by sharp from the cut, in the lane slot the caller holds (`inLane`)
+   * or through admission. Undefined when the tiles cannot be cut (the caller decodes them).
+   */
+  private async fromCut(
+    plan: ImagePlan,
+    tiles: Buffer[],
+    spot: TileSpot,
+    page: number,
+    cutAnswer: boolean,
+    deadline: RenderDeadline,
+    inLane: boolean,
+  ): Promise<CachedResult | undefined> {
+    const cut = cutJpegTiles(tiles, spot.across, spot.crop, this.nativeJpeg);
+    if (!cut) return undefined;
+    if (cutAnswer && !cut.x && !cut.y) return { data: cut.jpeg, level: page, method: 'cut' };
+    // A cut is the region from its top-left MCU on: cropped further only when it starts inside one.
+    const crop = cut.x || cut.y ? { ...spot.crop, x: cut.x, y: cut.y } : undefined;
+    const render = () => renderFrom(sharp(cut.jpeg), crop, plan, page, this.config.encoding, deadline);
+    return inLane ? { ...(await render()), method: 'tile' } : this.decode(plan, 'tile', render);
   }
 
   /**
@@ -261,7 +289,7 @@ export class Images {
   }
 
   /** `run` in the plan's lane, timed as a render. */
-  private admitted(plan: ImagePlan, run: () => Promise<CachedResult>): Promise<CachedResult> {
+  private admitted<T>(plan: ImagePlan, run: () => Promise<T>): Promise<T> {
     return this.admission.run(plan.lane, async () => {
       const done = this.metrics.renderSeconds.startTimer({ format: plan.format });
       try {

@@ -132,12 +132,13 @@ describe('result cache', () => {
 });
 
 describe('memory budget and lanes', () => {
-  it.runIf(nativeJpegAvailable())('a cut of large stored tiles waits in the cheap lane behind the renders that queued before it', async () => {
+  /** A cut of large stored tiles, sent behind 35 queued renders with one slot: it must finish last. */
+  const cutWaitsInLane = async (native: boolean) => {
     // Grain at quality 85: four 256-px tiles of about 50 KB each, more than a quick cut reads.
     await sharp({ create: { width: 1024, height: 512, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 50 } } })
       .tiff({ tile: true, tileWidth: 256, tileHeight: 256, pyramid: true, compression: 'jpeg', quality: 85 })
       .toFile(join(root, 'grain.tif'));
-    const lane = await appFor(root, { IIIF_RENDER_CONCURRENCY: '1', IIIF_RESULT_CACHE_BYTES: '0' });
+    const lane = await appFor(root, { IIIF_RENDER_CONCURRENCY: '1', IIIF_RESULT_CACHE_BYTES: '0', IIIF_NATIVE_JPEG: String(native) });
     try {
       for (const name of ['gradient.tif', 'grain.tif']) await lane.inject({ url: `/iiif/3/${name}/info.json` }); // metadata cached: requests reach admission at once
       const finished: string[] = [];
@@ -162,7 +163,10 @@ describe('memory budget and lanes', () => {
     } finally {
       await lane.close();
     }
-  });
+  };
+
+  it.runIf(nativeJpegAvailable())('a cut of large stored tiles waits in the cheap lane behind the renders that queued before it', () => cutWaitsInLane(true));
+  it('so does a cut in JavaScript (IIIF_NATIVE_JPEG=false)', () => cutWaitsInLane(false));
 
   it('refuses at once (413) a request that could never fit the render memory budget', async () => {
     const small = await appFor(root, { IIIF_RENDER_MEMORY_BYTES: String(8 * 1024 * 1024) });
