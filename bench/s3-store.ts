@@ -13,7 +13,7 @@
  */
 import { request as httpRequest, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -100,6 +100,8 @@ export class S3Store {
     private readonly s3rver: S3rver,
     private readonly s3rverPort: number,
     readonly uploader: S3Client,
+    /** Where s3rver keeps the objects; deleted on close. */
+    readonly directory: string,
   ) {
     this.proxy = createServer((req, res) => this.handle(req, res));
     // Node closes idle keep-alive connections after 5 s on both ends, and a request sent on one
@@ -120,7 +122,7 @@ export class S3Store {
       // s3rver stores aws-chunked uploads with their framing inside the object.
       requestChecksumCalculation: 'WHEN_REQUIRED',
     });
-    const store = new S3Store(s3rver, port, uploader);
+    const store = new S3Store(s3rver, port, uploader, directory);
     await store.startProxy();
     return store;
   }
@@ -167,10 +169,12 @@ export class S3Store {
     this.proxyPort = (this.proxy.address() as AddressInfo).port;
   }
 
+  /** Stops both servers and deletes the objects (a fleet benchmark leaves gigabytes). */
   async close(): Promise<void> {
     this.uploader.destroy();
     if (this.proxy.listening) await this.stopProxy();
     await this.s3rver.close();
+    await rm(this.directory, { recursive: true, force: true });
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
