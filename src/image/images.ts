@@ -191,11 +191,7 @@ export class Images {
       if (tiles && asStored && spot.exact) return { data: tiles[0]!, level: level.page, method: 'passthrough' };
       if (tiles && (tiles.length > 1 || (asStored && spot.corner))) {
         const cutAnswer = asStored && atStoredSize;
-        // A cut of more than QUICK_CUT_BYTES waits in the lane, as in storedPixelsNatively, and
-        // the render that may follow it runs in the same slot.
-        const fromCut = isQuickCut(stored)
-          ? await this.fromCut(plan, tiles, spot, level.page, cutAnswer, deadline, false)
-          : await this.admitted(plan, () => this.fromCut(plan, tiles, spot, level.page, cutAnswer, deadline, true));
+        const fromCut = await this.cutFirst(plan, stored, (inLane) => this.fromCut(plan, tiles, spot, level.page, cutAnswer, deadline, inLane));
         if (fromCut) return fromCut;
       }
       if (tiles?.length === 1) return this.decode(plan, 'tile', () => renderFrom(sharp(tiles[0]), spot.crop, plan, level.page, encoding, deadline));
@@ -222,22 +218,33 @@ export class Images {
    * once (W8's 128-px tiles: 0.14 ms).
    */
   private storedPixelsNatively(plan: ImagePlan, stored: Buffer[], spot: TileSpot, level: number): Promise<CachedResult> {
-    const quick = isQuickCut(stored);
-    const quickCut = quick ? cutAsStored(stored, spot) : undefined;
-    if (quickCut) return Promise.resolve({ data: quickCut, level, method: 'cut' });
-    return this.admitted(plan, async () => {
-      const cut = quick ? undefined : cutAsStored(stored, spot);
+    return this.cutFirst(plan, stored, async (inLane) => {
+      const cut = cutAsStored(stored, spot);
       if (cut) return { data: cut, level, method: 'cut' };
       const maxPixels = Math.floor(this.config.renderMemoryBytes / 4);
-      return { data: await renderJpegTiles(stored, spot, this.config.encoding.jpegQuality, maxPixels), level, method: 'libjpeg' };
+      return this.rendered(plan, 'libjpeg', inLane, async () => ({ data: await renderJpegTiles(stored, spot, this.config.encoding.jpegQuality, maxPixels), level }));
     });
+  }
+
+  /**
+   * Work that starts with a cut of these stored tiles and may go on to a render: at once when
+   * the cut is quick (a render then takes its own turn in the lane), else all of it in one lane
+   * slot, so the request is admitted once. `inLane` tells the work which.
+   */
+  private cutFirst<T>(plan: ImagePlan, stored: Buffer[], work: (inLane: boolean) => Promise<T>): Promise<T> {
+    return isQuickCut(stored) ? work(false) : this.admitted(plan, () => work(true));
+  }
+
+  /** A render in the lane slot the caller holds, or through admission. */
+  private async rendered(plan: ImagePlan, method: CachedResult['method'], inLane: boolean, run: () => Promise<Omit<CachedResult, 'method'>>): Promise<CachedResult> {
+    return inLane ? { ...(await run()), method } : this.decode(plan, method, run);
   }
 
   /**
    * The region cut from its stored tiles in the compressed domain (natively, or in JavaScript
    * without the addon): the answer itself when it starts on the tiles' block grid and is wanted
-   * as stored, else rendered by sharp from the cut, in the lane slot the caller holds (`inLane`)
-   * or through admission. Undefined when the tiles cannot be cut (the caller decodes them).
+   * as stored, else rendered by sharp from the cut (see cutFirst). Undefined when the tiles
+   * cannot be cut (the caller decodes them).
    */
   private async fromCut(
     plan: ImagePlan,
@@ -253,8 +260,7 @@ export class Images {
     if (cutAnswer && !cut.x && !cut.y) return { data: cut.jpeg, level: page, method: 'cut' };
     // A cut is the region from its top-left MCU on: cropped further only when it starts inside one.
     const crop = cut.x || cut.y ? { ...spot.crop, x: cut.x, y: cut.y } : undefined;
-    const render = () => renderFrom(sharp(cut.jpeg), crop, plan, page, this.config.encoding, deadline);
-    return inLane ? { ...(await render()), method: 'tile' } : this.decode(plan, 'tile', render);
+    return this.rendered(plan, 'tile', inLane, () => renderFrom(sharp(cut.jpeg), crop, plan, page, this.config.encoding, deadline));
   }
 
   /**
