@@ -163,50 +163,57 @@ describe('shared pyramids', () => {
     expect(await builds([converter, impatient])).toBe(1);
   }, 120_000);
 
-  it('a server opening a published derivative reads its directories with the marker and writes none of its blocks to disk for a tile asked once', async () => {
-    const key = 'opened.jpg';
+  /** Publishes the derivative of a new source `key`: one server converts it for a tile. */
+  async function publish(key: string): Promise<void> {
     await store.put(key, images[0]!.jpeg);
     const converter = await server();
     expect((await converter.app.inject(tileUrl(key))).statusCode).toBe(200);
+  }
+
+  /**
+   * A fresh server asked for one stored tile of `key`'s published derivative (sent as it is:
+   * read once): the tile, the pyramid GETs it cost, and then, once the server has closed (its
+   * cache writes finished), the block files it wrote.
+   */
+  async function firstStoredTile(key: string) {
     const reader = await server();
     const before = await blockFiles(reader.cacheDir);
     const from = store.requests.length;
-    // One stored tile of the derivative, sent as it is: read once. Its directories were walked
-    // read by read as the derivative opened, after one round of requests fetched them.
     const tile = await reader.app.inject(`/iiif/3/${key}/0,0,256,256/256,256/0/default.jpg`);
+    const pyramidGets = getsOf(from, (k) => k.endsWith('/pyramid.tif')).length;
+    const found = await reader.metric('iiif_derivative_obtained_total{result="found"}');
+    await reader.app.close();
+    const written = (await blockFiles(reader.cacheDir)).filter((file) => !before.includes(file));
+    return { tile, pyramidGets, found, written };
+  }
+
+  it('a server opening a published derivative reads its directories with the marker and writes none of its blocks to disk for a tile asked once', async () => {
+    await publish('opened.jpg');
+    const { tile, pyramidGets, found, written } = await firstStoredTile('opened.jpg');
     expect(tile.statusCode).toBe(200);
     expect(tile.headers['x-iiif-render']).toBe('passthrough; cache=miss');
-    expect(await reader.metric('iiif_derivative_obtained_total{result="found"}')).toBe(1);
+    expect(found).toBe(1);
     // Its directories came with the marker: the pyramid was read once, for the tile.
-    expect(getsOf(from, (k) => k.endsWith('/pyramid.tif'))).toHaveLength(1);
-    await reader.app.close(); // its cache writes finish
-    const written = (await blockFiles(reader.cacheDir)).filter((file) => !before.includes(file));
+    expect(pyramidGets).toBe(1);
     // The source's first block (its version and format) is all that went to disk.
     expect(written).toHaveLength(1);
   }, 120_000);
 
   it('a marker that carries no directories (an older server\'s): the reader fetches them in one round, still writing none to disk', async () => {
     const key = 'older-marker.jpg';
-    await store.put(key, images[0]!.jpeg);
-    const converter = await server();
-    expect((await converter.app.inject(tileUrl(key))).statusCode).toBe(200);
+    await publish(key);
     const markerKey = (await keysUnder(store, `${PREFIX}${key}/`)).find((k) => k.endsWith('/complete'))!;
     const marker = await store.uploader.send(new GetObjectCommand({ Bucket: BUCKET, Key: markerKey }));
     await store.uploader.send(new PutObjectCommand({ Bucket: BUCKET, Key: markerKey, Body: Buffer.from('{}'), Metadata: marker.Metadata }));
-    const reader = await server();
-    const before = await blockFiles(reader.cacheDir);
-    const from = store.requests.length;
-    const tile = await reader.app.inject(`/iiif/3/${key}/0,0,256,256/256,256/0/default.jpg`);
+    const { tile, pyramidGets, written } = await firstStoredTile(key);
     expect(tile.statusCode).toBe(200);
     const at = (128 * W + 128) * 3;
     expect(near(await pixel(tile.rawPayload, 128, 128), [...images[0]!.raw.subarray(at, at + 3)], 20)).toBe(true);
-    const spans = (marker.Metadata!.directories ?? '').split(',').length;
     // The directories' spans (adjacent blocks in one GET) and the tile.
-    const pyramidGets = getsOf(from, (k) => k.endsWith('/pyramid.tif'));
-    expect(pyramidGets.length).toBeGreaterThan(1);
-    expect(pyramidGets.length).toBeLessThanOrEqual(spans + 1);
-    await reader.app.close(); // its cache writes finish
-    expect((await blockFiles(reader.cacheDir)).filter((file) => !before.includes(file))).toHaveLength(1);
+    const spans = (marker.Metadata!.directories ?? '').split(',').length;
+    expect(pyramidGets).toBeGreaterThan(1);
+    expect(pyramidGets).toBeLessThanOrEqual(spans + 1);
+    expect(written).toHaveLength(1);
   }, 120_000);
 
   it('a derivative deleted while a server reads it: the server obtains the pyramid again and serves the right pixels', async () => {
